@@ -1,0 +1,148 @@
+"""One typed config with defaults, named presets, and strict overrides.
+
+Every artifact (model, submission) is written with the resolved config beside it, so a
+score can always be traced back to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from kit import COMPETITION
+from kit.errors import KitError
+
+
+@dataclass(frozen=True)
+class Config:
+    competition: str = COMPETITION
+    data_dir: str = "data/" + COMPETITION   # where `fetch` extracts and indexes
+    runs_dir: str = "runs"
+    submissions_dir: str = "submissions"
+    run: str = "baseline"                   # name of the run directory and submission
+    model: str = "baseline-cnn"
+    image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
+    width: int = 32                         # filters in the first conv block; doubles per block, capped at 4x
+    dense: int = 512
+    dropout: float = 0.5
+    augment: bool = True
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    val_fraction: float = 0.2
+    seed: int = 42
+    limit: int = 0                          # use at most this many training images (0 = all)
+    clip_low: float = 0.005
+    clip_high: float = 0.995
+    min_side: int = 16                      # images smaller than this are skipped as degenerate
+    workers: int = 2
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = _TYPES[f.type]
+            ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                ok = True
+            if not ok:
+                raise KitError(f"config: {f.name} must be {f.type}, got {value!r}")
+        if not 0.0 <= self.clip_low < 0.5 < self.clip_high <= 1.0:
+            raise KitError(f"config: need 0 <= clip_low < 0.5 < clip_high <= 1, got {self.clip_low}, {self.clip_high}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise KitError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("image_size", "width", "dense", "epochs", "batch_size", "workers"):
+            if getattr(self, name) < 1:
+                raise KitError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+# Presets are partial overrides of the defaults, nothing more.
+PRESETS: dict[str, dict] = {
+    "baseline": {},
+    "demo": {
+        "data_dir": "data/demo", "run": "demo", "image_size": 64, "width": 16, "dense": 64,
+        "epochs": 12, "batch_size": 32, "learning_rate": 1e-3, "dropout": 0.3,
+    },
+    "cpu": {
+        "run": "cpu", "image_size": 96, "width": 32, "dense": 128, "epochs": 15,
+        "learning_rate": 1e-3,
+    },
+}
+
+
+def resolve(preset: str = "baseline", overrides: dict | None = None, config_file: str | None = None) -> Config:
+    """Defaults <- preset <- config file <- overrides, each layer checked for unknown keys."""
+    if preset not in PRESETS:
+        raise KitError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    values: dict = {}
+    for source, layer in ((f"preset {preset}", PRESETS[preset]),
+                          (config_file, _read_config_file(config_file) if config_file else {}),
+                          ("--set", overrides or {})):
+        _check_keys(layer, source)
+        values.update(layer)
+    return Config(**values)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """Turn ["epochs=3", "augment=false"] into typed values, using the field's declared type."""
+    types = {f.name: _TYPES[f.type] for f in fields(Config)}
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise KitError(f"--set expects key=value, got {pair!r}")
+        _check_keys({key: None}, "--set")
+        out[key] = _parse_value(key, raw, types[key])
+    return out
+
+
+def load_saved(path: Path) -> Config:
+    """Read a config.json written beside an artifact."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise KitError(f"no saved config at {path}: run `python -m kit train` first") from None
+    except json.JSONDecodeError as e:
+        raise KitError(f"{path} is not valid JSON: {e}") from None
+    _check_keys(data, str(path))
+    return Config(**data)
+
+
+def _read_config_file(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise KitError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise KitError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise KitError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def _check_keys(layer: dict, source: str) -> None:
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(layer) - known)
+    if unknown:
+        raise KitError(f"unknown config key {unknown[0]!r} in {source}; valid keys: {', '.join(sorted(known))}")
+
+
+def _parse_value(key: str, raw: str, kind: type):
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise KitError(f"--set {key}: expected true or false, got {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise KitError(f"--set {key}: expected {kind.__name__}, got {raw!r}") from None

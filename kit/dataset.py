@@ -1,0 +1,61 @@
+"""Indexed images -> a stratified split and decoded, resized uint8 arrays.
+
+Decoding runs in a thread pool (OpenCV releases the GIL) with a progress bar, and every
+file that cannot be used is returned as a named Skip, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from kit import images
+from kit.errors import KitError
+
+
+def split_train_val(index: pd.DataFrame, val_fraction: float, seed: int):
+    """Stratified, seeded split: same seed, same files on every machine."""
+    from sklearn.model_selection import train_test_split
+
+    counts = index["label"].value_counts()
+    if len(counts) < 2 or counts.min() < 2:
+        raise KitError(f"need at least 2 images of each class to split, got {dict(counts)}")
+    train, val = train_test_split(index, test_size=val_fraction, random_state=seed, stratify=index["label"])
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def limit_index(index: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    """At most `limit` rows, keeping the class balance (for quick runs)."""
+    if not limit or limit >= len(index):
+        return index
+    fraction = limit / len(index)
+    return (index.groupby("label", group_keys=False)
+                 .sample(frac=fraction, random_state=seed)
+                 .reset_index(drop=True))
+
+
+def load_arrays(paths, size: int, min_side: int = 16, workers: int = 2, desc: str = "decode"):
+    """Decode and resize every path. Returns (array[N_ok, size, size, 3] uint8, ok mask, skips)."""
+    from tqdm import tqdm
+
+    paths = list(paths)
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    skips: list[images.Skip] = []
+
+    def work(i):
+        result = images.load_image(paths[i], target=size, min_side=min_side)
+        if isinstance(result, images.Skip):
+            return result
+        out[i] = images.resize_square(result, size)
+        ok[i] = True
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for skip in tqdm(pool.map(work, range(len(paths))), total=len(paths), desc=desc,
+                         unit="img", mininterval=1, leave=False):
+            if skip is not None:
+                skips.append(skip)
+    return out[ok], ok, skips

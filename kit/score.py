@@ -1,0 +1,87 @@
+"""The competition metric, clipping, and the checks a submission must pass before it is written.
+
+Log loss punishes a confident wrong answer without bound, so clipping is part of the
+prediction, and the same code scores validation predictions and submission files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+
+KAGGLE_EPS = 1e-15   # Kaggle clips to [eps, 1 - eps] before taking logs
+
+
+def log_loss(labels, probs) -> float:
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.clip(np.asarray(probs, dtype=np.float64), KAGGLE_EPS, 1 - KAGGLE_EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def accuracy(labels, probs) -> float:
+    return float(np.mean((np.asarray(probs) >= 0.5) == (np.asarray(labels) >= 0.5)))
+
+
+def clip(probs, low: float, high: float) -> np.ndarray:
+    return np.clip(np.asarray(probs, dtype=np.float64), low, high)
+
+
+def read_csv(path: str | Path, what: str) -> pd.DataFrame:
+    """Read an `id,label` CSV or end with one clear line saying what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"{what} not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise KitError(f"{what} {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise KitError(f"{what} {path} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    if list(frame.columns) != ["id", "label"]:
+        raise KitError(f"{what} {path}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
+    return frame
+
+
+def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submission") -> pd.DataFrame:
+    """Check every id exactly once and finite values in [0, 1]; return it sorted by id."""
+    if list(frame.columns) != ["id", "label"]:
+        raise KitError(f"{source}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
+    ids = pd.to_numeric(frame["id"], errors="coerce")
+    if ids.isna().any():
+        raise KitError(f"{source}: non-numeric id {frame['id'][ids.isna()].iloc[0]!r}")
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise KitError(f"{source}: id {int(duplicated.iloc[0])} appears more than once ({len(duplicated)} duplicates)")
+    expected = set(int(i) for i in sample_ids)
+    got = set(int(i) for i in ids)
+    if got != expected:
+        missing, extra = sorted(expected - got), sorted(got - expected)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} not in sample_submission.csv (first {extra[0]})")
+        raise KitError(f"{source}: ids do not match sample_submission.csv: {'; '.join(parts)}")
+    labels = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(labels).all():
+        raise KitError(f"{source}: {int((~np.isfinite(labels)).sum())} labels are NaN, infinite or not numbers")
+    if (labels < 0).any() or (labels > 1).any():
+        raise KitError(f"{source}: labels must lie in [0, 1]; found {labels.min():.4g} .. {labels.max():.4g}")
+    out = pd.DataFrame({"id": ids.astype(int).to_numpy(), "label": labels})
+    return out.sort_values("id").reset_index(drop=True)
+
+
+def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
+    """Log loss and accuracy of a submission file against an `id,label` answer file."""
+    truth = read_csv(labels_csv, "labels file")
+    sub = validate_submission(read_csv(submission, "submission"), truth["id"], source=str(submission))
+    merged = truth.assign(id=truth["id"].astype(int)).merge(sub, on="id", suffixes=("_true", "_pred"))
+    return {
+        "log_loss": log_loss(merged["label_true"], merged["label_pred"]),
+        "accuracy": accuracy(merged["label_true"], merged["label_pred"]),
+        "n": len(merged),
+    }
