@@ -28,13 +28,13 @@ def run_dir(config: Config) -> Path:
 def train(config: Config, log=print) -> dict:
     import keras
 
+    index = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
     keras.utils.set_random_seed(config.seed)
     out = run_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
     fileio.write_json(out / "config.json", config.to_dict())
 
-    index = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
     train_df, val_df = dataset.split_train_val(index, config.val_fraction, config.seed)
     log(f"train: {len(train_df)} training and {len(val_df)} validation images at {config.image_size}px")
     x_train, ok_train, skipped = _load(train_df, config, "train")

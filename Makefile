@@ -1,0 +1,65 @@
+# Competition files -> fetch -> train -> predict -> submit. `make help` lists the targets.
+# Targets are files where they can be, so a rerun skips finished work.
+
+PRESET ?= baseline
+RUN    ?= $(PRESET)
+SET    ?=
+COMPETITION ?= dogs-vs-cats-redux-kernels-edition
+DATA   ?= data/$(COMPETITION)
+FROM   ?=
+LABELS ?=
+MSG    ?= $(RUN) from make submit
+
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KIT   := $(PY) -m kit
+CONFIG_ARGS := --preset $(PRESET) $(if $(filter-out $(PRESET),$(RUN)),--set run=$(RUN)) \
+               $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
+RUN_DIR    := runs/$(RUN)
+SUBMISSION := submissions/$(RUN).csv
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test fetch train predict score submit clean venv
+
+help: ## list the targets
+	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+# The virtual environment is rebuilt whenever requirements.txt is newer than it.
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(STAMP) ## create or refresh the virtual environment
+
+demo: | $(STAMP) ## the whole pipeline on a synthetic competition (offline, no credentials)
+	$(KIT) demo $(foreach s,$(SET),--set $(s))
+
+test: | $(STAMP) ## run the test suite
+	$(PY) -m pytest
+
+$(DATA)/fetch.json: | $(STAMP)
+	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
+
+fetch: | $(STAMP) ## extract and index the competition (FROM=dir for local files)
+	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
+
+$(RUN_DIR)/metrics.json: $(DATA)/fetch.json
+	$(KIT) train $(CONFIG_ARGS)
+
+train: $(RUN_DIR)/metrics.json ## train the PRESET (skipped when the run is finished)
+
+$(SUBMISSION): $(RUN_DIR)/metrics.json
+	$(KIT) predict $(CONFIG_ARGS)
+
+predict: $(SUBMISSION) ## write submissions/RUN.csv, clipped and checked
+
+score: $(SUBMISSION) ## log loss of the submission against LABELS=csv
+	$(KIT) score $(SUBMISSION) --labels $(LABELS)
+
+clean: ## delete runs and reports (never the data or submissions)
+	rm -rf runs reports

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from kit import config
+from kit.errors import KitError
+
+
+def test_defaults_are_the_competition_and_clip():
+    cfg = config.resolve()
+    assert cfg.competition == "dogs-vs-cats-redux-kernels-edition"
+    assert (cfg.clip_low, cfg.clip_high) == (0.005, 0.995)
+
+
+@pytest.mark.parametrize("preset", sorted(config.PRESETS))
+def test_every_preset_resolves(preset):
+    assert isinstance(config.resolve(preset), config.Config)
+
+
+def test_overrides_are_typed_from_the_field():
+    cfg = config.resolve("demo", config.parse_overrides(["epochs=3", "augment=false", "clip_low=0.01"]))
+    assert (cfg.epochs, cfg.augment, cfg.clip_low) == (3, False, 0.01)
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["epoch=3"], "unknown config key 'epoch'"),
+    (["epochs=three"], "expected int"),
+    (["augment=maybe"], "expected true or false"),
+    (["epochs"], "key=value"),
+])
+def test_bad_overrides_are_refused(pairs, message):
+    with pytest.raises(KitError, match=message):
+        config.parse_overrides(pairs)
+
+
+def test_unknown_preset_lists_choices():
+    with pytest.raises(KitError, match="choose one of: .*baseline"):
+        config.resolve("gpu-fast")
+
+
+def test_wrong_type_in_config_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": "10"}))
+    with pytest.raises(KitError, match="epochs must be int"):
+        config.resolve(config_file=str(path))
+
+
+def test_unknown_key_in_config_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"learning_rat": 0.1}))
+    with pytest.raises(KitError, match="unknown config key 'learning_rat'.*valid keys"):
+        config.resolve(config_file=str(path))
+
+
+def test_clip_bounds_must_straddle_one_half():
+    with pytest.raises(KitError, match="clip_low"):
+        config.resolve(overrides={"clip_low": 0.6})
+
+
+def test_int_is_accepted_for_float_but_bool_is_not_int():
+    assert config.resolve(overrides={"learning_rate": 1}).learning_rate == 1.0
+    with pytest.raises(KitError, match="epochs must be int"):
+        config.resolve(overrides={"epochs": True})
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = config.resolve("cpu")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert config.load_saved(path) == cfg
