@@ -136,6 +136,10 @@ def main(argv=None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
+        if args.command in ("train", "predict", "demo"):
+            from kit.tfquiet import import_keras
+
+            import_keras()
         args.func(args)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)

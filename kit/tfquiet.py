@@ -1,0 +1,44 @@
+"""Import TensorFlow without its start-up chatter.
+
+TensorFlow's C++ side logs to fd 2 before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
+cannot silence "oneDNN custom operations are on" or "Could not find cuda drivers". We
+capture fd 2 while TensorFlow loads and looks for GPUs, then pass on every line that is
+not one of those known notices, so real errors still reach the user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWE]\d{4} .*(port\.cc|cudart_stub\.cc|cuda_platform\.cc|cuda_executor|cpu_feature_guard|"
+    r"cuda_dnn\.cc|cuda_blas\.cc|cuda_fft\.cc|computation_placer|tensorflow/core/util/port))"
+)
+
+
+def import_keras():
+    """Import tensorflow and keras once, quietly; return keras."""
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return sys.modules["keras"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+            import keras
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not NOISE.match(line):
+                    print(line, file=sys.stderr)
+    return keras
