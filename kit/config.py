@@ -22,7 +22,16 @@ class Config:
     runs_dir: str = "runs"
     submissions_dir: str = "submissions"
     run: str = "baseline"                   # name of the run directory and submission
+    method: str = "cnn"                     # cnn (from scratch) | features (cached features + heads)
     model: str = "baseline-cnn"
+    backbones: str = ""                     # features: "name@size[+layer...]" comma-separated
+    weights: str = "imagenet"               # imagenet | none | a weights file | a folder of weights files
+    views: str = "orig,flip"                # test-time views whose features are cached
+    heads: str = "logreg,dense"             # heads trained by K-fold on the features, then blended
+    folds: int = 5
+    head_epochs: int = 30
+    clip_mode: str = "oof"                  # oof: clip chosen on OOF predictions | fixed: clip_low/clip_high
+    cache_dir: str = "cache/features"
     image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
     width: int = 32                         # filters in the first conv block; doubles per block, capped at 4x
     dense: int = 512
@@ -56,12 +65,57 @@ class Config:
         for name in ("image_size", "width", "dense", "epochs", "batch_size", "workers"):
             if getattr(self, name) < 1:
                 raise KitError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+        _check_choice("method", self.method, METHODS)
+        _check_choice("clip_mode", self.clip_mode, ("oof", "fixed"))
+        for head in _split(self.heads):
+            _check_choice("heads", head, HEADS)
+        for view in _split(self.views):
+            _check_choice("views", view, VIEWS)
+        if self.method == "features":
+            if not _split(self.backbones):
+                raise KitError("config: method=features needs backbones, e.g. backbones=squeezenet@227")
+            self.extractors()   # validates names and sizes
+
+    def extractors(self):
+        """The `backbones` string as feature extractors, checked against the registry."""
+        from kit import backbones
+        from kit.features import Extractor
+
+        out = []
+        for token in _split(self.backbones):
+            name, _, rest = token.partition("@")
+            size_text, *layers = rest.split("+") if rest else ("",)
+            entry = backbones.get(name)   # unknown name -> KitError listing the valid ones
+            try:
+                size = int(size_text) if size_text else entry.default_input_size
+            except ValueError:
+                raise KitError(f"config: backbones entry {token!r}: size must be a number") from None
+            if size < entry.min_input_size:
+                raise KitError(f"config: {entry.name} needs inputs of at least {entry.min_input_size} px, got {size}")
+            weights = None if self.weights.lower() == "none" else self.weights
+            out.append(Extractor(entry.name, size, weights, tuple(layers), tuple(_split(self.views))))
+        return out
+
+    def head_names(self) -> list[str]:
+        return _split(self.heads)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+METHODS = ("cnn", "features")
+HEADS = ("logreg", "dense")
+VIEWS = ("orig", "flip")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _check_choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise KitError(f"config: {key} {value!r} is not one of: {', '.join(choices)}")
 
 # Presets are partial overrides of the defaults, nothing more.
 PRESETS: dict[str, dict] = {
@@ -70,8 +124,13 @@ PRESETS: dict[str, dict] = {
         "data_dir": "data/demo", "run": "demo", "image_size": 64, "width": 16, "dense": 64,
         "epochs": 12, "batch_size": 32, "learning_rate": 1e-3, "dropout": 0.3,
     },
+    # SqueezeNet features at two scales, flip-averaged; runs on 2 CPU cores.
     "cpu": {
-        "run": "cpu", "image_size": 96, "width": 32, "dense": 128, "epochs": 15,
+        "run": "cpu", "method": "features", "backbones": "squeezenet@227,squeezenet@299",
+        "heads": "logreg,dense", "folds": 5,
+    },
+    "cnn-cpu": {
+        "run": "cnn-cpu", "image_size": 96, "width": 32, "dense": 128, "epochs": 15,
         "learning_rate": 1e-3,
     },
 }

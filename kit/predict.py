@@ -21,12 +21,20 @@ UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot
 
 
 def predict(config: Config, log=print) -> Path:
-    import keras
-
     if not is_finished(config):
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
+    if config.method == "features":
+        probs, local = _ensemble_predictions(config, test)
+    else:
+        probs, local = _cnn_predictions(config, test, log)
+    return write_submission(test["id"], probs, sample["id"], config, local, log)
+
+
+def _cnn_predictions(config: Config, test: pd.DataFrame, log):
+    """The CNN on every test image; its local score is the held-out validation split's."""
+    import keras
 
     model = keras.models.load_model(run_dir(config) / "model.keras")
     x, ok, skips = dataset.load_arrays(test["path"], config.image_size, config.min_side,
@@ -37,17 +45,40 @@ def predict(config: Config, log=print) -> Path:
     if skips:
         log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
         write_skips(run_dir(config) / "skipped_test.csv", skips)
+    val = pd.read_csv(run_dir(config) / "val_predictions.csv")
+    return probs, {"kind": "validation", "labels": val["label"], "probs": val["prob"]}
 
-    return write_submission(test["id"], probs, sample["id"], config, log)
+
+def _ensemble_predictions(config: Config, test: pd.DataFrame):
+    """The blend computed at training time; its local score is out-of-fold."""
+    predictions = pd.read_csv(run_dir(config) / "test_predictions.csv")
+    if predictions["id"].tolist() != test["id"].tolist():
+        raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
+    oof = pd.read_csv(run_dir(config) / "oof.csv")
+    return predictions["blend"].to_numpy(), {"kind": "oof", "labels": oof["label"], "probs": oof["blend"]}
 
 
-def write_submission(ids, probs, sample_ids, config: Config, log=print) -> Path:
-    """Clip, validate, then write submissions/<run>.csv and its .json sidecar atomically."""
-    clipped = score.clip(probs, config.clip_low, config.clip_high)
-    frame = score.validate_submission(pd.DataFrame({"id": ids, "label": clipped}), sample_ids,
+def clip_bounds(config: Config) -> tuple[float, float]:
+    """The configured bounds, or the ones chosen on OOF predictions when clip_mode is oof."""
+    chosen = saved_metrics(config).get("clip_chosen")
+    if config.clip_mode == "oof" and chosen:
+        return tuple(chosen)
+    return config.clip_low, config.clip_high
+
+
+def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=print) -> Path:
+    """Clip, validate, then write submissions/<run>.csv and its .json sidecar atomically.
+
+    `local` holds the labels and predictions the local score comes from (validation split or
+    out-of-fold), so the sidecar's score uses exactly this submission's clip bounds.
+    """
+    low, high = clip_bounds(config)
+    frame = score.validate_submission(pd.DataFrame({"id": ids, "label": score.clip(probs, low, high)}), sample_ids,
                                       source=f"predictions of run {config.run}")
     path = Path(config.submissions_dir) / f"{config.run}.csv"
     metrics = saved_metrics(config)
+    local_loss = score.log_loss(local["labels"], score.clip(local["probs"], low, high))
+    fixed_loss = score.log_loss(local["labels"], score.clip(local["probs"], config.clip_low, config.clip_high))
     # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
     with fileio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
@@ -56,21 +87,17 @@ def write_submission(ids, probs, sample_ids, config: Config, log=print) -> Path:
             "sha256": fileio.sha256(tmp),
             "created": provenance.now(),
             "git_commit": provenance.git_commit(),
-            "clip": [config.clip_low, config.clip_high],
-            "val_log_loss": validation_log_loss(config),
-            "val_log_loss_raw": metrics.get("val_log_loss_raw"),
-            "val_accuracy": metrics.get("val_accuracy"),
+            "run": config.run,
+            "clip": [low, high],
+            "clip_mode": config.clip_mode if metrics.get("clip_chosen") else "fixed",
+            "local_score_kind": local["kind"],
+            "local_log_loss": local_loss,
+            "local_log_loss_fixed_clip": {"clip": [config.clip_low, config.clip_high], "log_loss": fixed_loss},
+            "local_log_loss_raw": score.log_loss(local["labels"], local["probs"]),
+            "local_accuracy": score.accuracy(local["labels"], local["probs"]),
             "n_rows": len(frame),
             "config": config.to_dict(),
         })
-    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{config.clip_low}, {config.clip_high}])")
+    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
+        f"local {local['kind']} log loss {local_loss:.4f}")
     return path
-
-
-def validation_log_loss(config: Config) -> float | None:
-    """Validation log loss at this submission's clip bounds, which may differ from training's."""
-    path = run_dir(config) / "val_predictions.csv"
-    if not path.is_file():
-        return None
-    val = pd.read_csv(path)
-    return score.log_loss(val["label"], score.clip(val["prob"], config.clip_low, config.clip_high))

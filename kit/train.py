@@ -26,6 +26,14 @@ def run_dir(config: Config) -> Path:
 
 
 def train(config: Config, log=print) -> dict:
+    if config.method == "features":
+        from kit.ensemble import train_features
+
+        return train_features(config, log)
+    return train_cnn(config, log)
+
+
+def train_cnn(config: Config, log=print) -> dict:
     import keras
 
     index = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)

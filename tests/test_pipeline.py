@@ -61,7 +61,7 @@ def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetc
     assert len(sidecar["git_commit"]) >= 7
     assert sidecar["sha256"] == __import__("kit.fileio", fromlist=["sha256"]).sha256(path)
     val = pd.read_csv(train.run_dir(cfg) / "val_predictions.csv")
-    assert sidecar["val_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["prob"], 0.02, 0.98)))
+    assert sidecar["local_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["prob"], 0.02, 0.98)))
     assert not list(path.parent.glob(".*.tmp*")), "no temp files left behind"
 
 

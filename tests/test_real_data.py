@@ -9,7 +9,7 @@ pytestmark = [needs_real_data]
 
 def test_fetch_train_predict_on_real_images(tmp_path):
     data = tmp_path / "data"
-    common = ["--preset", "cpu", "--set", f"data_dir={data}", "--set", f"runs_dir={tmp_path / 'runs'}",
+    common = ["--preset", "cnn-cpu", "--set", f"data_dir={data}", "--set", f"runs_dir={tmp_path / 'runs'}",
               "--set", f"submissions_dir={tmp_path / 'subs'}"]
     fetched = run_kit("fetch", "--from", REAL_COMPETITION, *common)
     assert fetched.returncode == 0, fetched.stderr
@@ -22,7 +22,7 @@ def test_fetch_train_predict_on_real_images(tmp_path):
 
     predicted = run_kit("predict", *common)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
-    sub = pd.read_csv(tmp_path / "subs" / "cpu.csv")
+    sub = pd.read_csv(tmp_path / "subs" / "cnn-cpu.csv")
     sample = pd.read_csv(REAL_COMPETITION / "sample_submission.csv")
     assert len(sub) == 1000 and sub["id"].tolist() == sorted(sample["id"].tolist())
     assert sub["label"].between(0.005, 0.995).all()

@@ -1,0 +1,44 @@
+"""Blend weights and the clip bound, both chosen on out-of-fold predictions.
+
+For saturated predictions with error rate e the log loss is minimised by clipping at
+about e, so the bound is a property of the model's errors, not a habit: we pick it on
+OOF predictions and report it beside the customary [0.005, 0.995].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kit import score
+
+CLIP_GRID = tuple(np.round(np.concatenate([np.arange(0.0005, 0.005, 0.0005),
+                                           np.arange(0.005, 0.051, 0.0025)]), 5))
+FIXED_CLIP = 0.005
+
+
+def blend_weights(oof: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to one that minimise the OOF log loss of the blend.
+
+    oof is [n_images, n_models]. Parametrised by a softmax so the optimiser is unconstrained.
+    """
+    from scipy.optimize import minimize
+
+    n_models = oof.shape[1]
+    if n_models == 1:
+        return np.ones(1)
+
+    def loss(theta):
+        w = np.exp(theta - theta.max())
+        return score.log_loss(labels, oof @ (w / w.sum()))
+
+    result = minimize(loss, np.zeros(n_models), method="Nelder-Mead",
+                      options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
+    w = np.exp(result.x - result.x.max())
+    return w / w.sum()
+
+
+def choose_clip(probs: np.ndarray, labels: np.ndarray, grid=CLIP_GRID) -> tuple[float, float]:
+    """The symmetric clip c (predictions in [c, 1 - c]) with the lowest OOF log loss, and that loss."""
+    losses = [score.log_loss(labels, score.clip(probs, c, 1 - c)) for c in grid]
+    best = int(np.argmin(losses))
+    return float(grid[best]), float(losses[best])

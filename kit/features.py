@@ -1,0 +1,190 @@
+"""Pooled backbone features, computed once per image and view, cached on disk.
+
+Heads train in seconds on cached features, where seed 004 recomputed three frozen
+backbones in every epoch. The cache is keyed so that only what changed is recomputed:
+- a folder per extractor: backbone, input size, weights (by content digest), layers;
+- inside it, rows keyed by a digest of each image file's bytes, so an edited or replaced
+  image is extracted again and a renamed one is not.
+Rows are written in parts, each atomically, so an interrupted extraction resumes after
+the last finished part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kit import fileio, images
+from kit.generators import ImageBatches
+
+PART_ROWS = 512   # images per part file: the most work an interruption can lose
+
+
+@dataclass(frozen=True)
+class Extractor:
+    backbone: str
+    size: int
+    weights: str | None = "imagenet"
+    layers: tuple[str, ...] = ()          # intermediate layers to pool as well as the output
+    views: tuple[str, ...] = ("orig", "flip")
+
+    @property
+    def label(self) -> str:
+        extra = "+" + "+".join(self.layers) if self.layers else ""
+        return f"{self.backbone}@{self.size}{extra}"
+
+
+@dataclass
+class Features:
+    """features[i, v] is image i's vector for view v; ok[i] is False for a skipped image."""
+    extractor: Extractor
+    features: np.ndarray
+    ok: np.ndarray
+    skips: list = field(default_factory=list)
+    seconds: float = 0.0
+    computed: int = 0
+
+
+def file_key(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+
+
+def weights_id(extractor: Extractor) -> str:
+    """What the weights are, by content where there is a file, so a swapped file misses the cache."""
+    from kit import backbones
+
+    if extractor.weights is None:
+        return "random"
+    path = backbones.resolve_weights(extractor.backbone, extractor.weights)
+    if path is None:
+        return "random"
+    return backbones.file_digest(path, "sha256")[:16]
+
+
+def cache_dir_for(root: Path, extractor: Extractor) -> Path:
+    identity = {"backbone": extractor.backbone, "size": extractor.size, "weights": weights_id(extractor),
+                "layers": list(extractor.layers), "views": list(extractor.views), "format": 1}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(root) / f"{extractor.backbone}-{extractor.size}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fileio.write_json(folder / "identity.json", identity)
+    return folder
+
+
+def read_parts(folder: Path) -> dict[str, np.ndarray]:
+    """Every cached row, by image key. A part that cannot be read is ignored and recomputed."""
+    rows: dict[str, np.ndarray] = {}
+    for part in sorted(folder.glob("part-*.npz")):
+        try:
+            with np.load(part) as data:
+                rows.update(zip(data["keys"].tolist(), data["features"]))
+        except (OSError, ValueError, KeyError):
+            continue
+    return rows
+
+
+def write_part(folder: Path, keys: list[str], rows: np.ndarray) -> None:
+    with fileio.atomic_path(folder / f"part-{uuid.uuid4().hex[:12]}.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, keys=np.asarray(keys), features=rows)
+
+
+def feature_model(extractor: Extractor):
+    """The backbone with its pooled output, plus global-average-pooled intermediate layers."""
+    from kit import backbones
+    from kit.tfquiet import import_keras
+
+    keras = import_keras()
+    model = backbones.build(extractor.backbone, weights=extractor.weights, input_size=extractor.size)
+    if not extractor.layers:
+        return model
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{name.replace('/', '_')}")(model.get_layer(name).output)
+              for name in extractor.layers]
+    return keras.Model(model.inputs, keras.layers.Concatenate()([*pooled, model.output]))
+
+
+def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, batch_size: int = 32,
+            workers: int = 2, min_side: int = 16, log=print) -> Features:
+    """Features for every path, computing only the images the cache lacks."""
+    from tqdm import tqdm
+
+    from kit import backbones
+
+    started = time.time()
+    paths = [str(p) for p in paths]
+    folder = cache_dir_for(Path(cache_root), extractor)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        keys = list(pool.map(_key_or_none, paths))
+    cached = read_parts(folder)
+    todo = [i for i, key in enumerate(keys) if key is not None and key not in cached]
+    skips = [images.Skip(p, images.UNREADABLE) for p, k in zip(paths, keys) if k is None]
+
+    if todo:
+        log(f"features: {extractor.label}: {len(paths) - len(todo)} cached, computing {len(todo)}")
+        model = feature_model(extractor)
+        prep = lambda batch: backbones.preprocess(extractor.backbone, batch)
+        bar = tqdm(total=len(todo), desc=f"features {extractor.label}", unit="img", mininterval=2)
+        for start in range(0, len(todo), PART_ROWS):
+            part = todo[start:start + PART_ROWS]
+            batches = ImageBatches([paths[i] for i in part], sizes=(extractor.size,), preprocess=(prep,),
+                                   batch_size=batch_size, min_side=min_side, workers=workers)
+            part_keys, part_rows = [], []
+            for inputs, _, kept in _prefetched(batches):
+                if len(kept):
+                    part_rows.append(_views(model, inputs[0], extractor.views))
+                    part_keys.extend(keys[part[j]] for j in kept)
+                bar.update(len(kept))
+            skips.extend(batches.skips.values())
+            batches.close()
+            if part_keys:
+                rows = np.concatenate(part_rows).astype(np.float32)
+                write_part(folder, part_keys, rows)
+                cached.update(zip(part_keys, rows))
+        bar.close()
+
+    dim = next(iter(cached.values())).shape[-1] if cached else 0
+    out = np.zeros((len(paths), len(extractor.views), dim), np.float32)
+    ok = np.zeros(len(paths), bool)
+    for i, key in enumerate(keys):
+        if key in cached:
+            out[i], ok[i] = cached[key], True
+    return Features(extractor, out, ok, skips, time.time() - started, len(todo))
+
+
+def _views(model, batch: np.ndarray, views: Sequence[str]) -> np.ndarray:
+    """Run the model on each test-time view of a preprocessed batch: [n, views, dim]."""
+    outputs = []
+    for view in views:
+        x = batch if view == "orig" else np.ascontiguousarray(batch[:, :, ::-1])
+        outputs.append(np.asarray(model.predict_on_batch(x), np.float32))
+    return np.stack(outputs, axis=1)
+
+
+def _prefetched(batches: ImageBatches):
+    """Decode batch i+1 while the model runs on batch i."""
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        pending = ahead.submit(batches.__getitem__, 0) if len(batches) else None
+        for i in range(len(batches)):
+            current = pending.result()
+            pending = ahead.submit(batches.__getitem__, i + 1) if i + 1 < len(batches) else None
+            yield current
+
+
+def _key_or_none(path: str):
+    try:
+        return file_key(path)
+    except OSError:
+        return None
+
+
+def describe(extractor: Extractor) -> dict:
+    return asdict(extractor)

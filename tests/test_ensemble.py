@@ -1,0 +1,196 @@
+"""Generators, the feature cache, K-fold heads, blending and clip choice, and a features run end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import blend, config, features, generators, heads, predict, score, train
+from kit.fetch import read_index
+
+
+def _paths(fetched, n=12):
+    index = read_index(fetched, "train")
+    return index["path"].tolist()[:n], index["label"].to_numpy()[:n]
+
+
+# --------------------------------------------------------------------------- generators
+
+def test_batches_give_every_size_from_one_decode(fetched):
+    paths, labels = _paths(fetched, 10)
+    batches = generators.ImageBatches(paths, labels, sizes=(48, 32), batch_size=4,
+                                      preprocess=(lambda b: b / 255.0, lambda b: b - 1.0))
+    inputs, y, kept = batches[0]
+    assert [a.shape for a in inputs] == [(4, 48, 48, 3), (4, 32, 32, 3)]
+    assert inputs[0].max() <= 1.0 and inputs[1].min() >= -1.0
+    assert y.tolist() == labels[:4].tolist() and kept.tolist() == [0, 1, 2, 3]
+    assert len(batches) == 3
+
+
+def test_unusable_files_leave_the_batch_and_are_recorded(fetched):
+    index = read_index(fetched, "train")
+    bad = index[index["id"].isin(["cat.90001", "dog.90002"])]["path"].tolist()
+    good = index["path"].tolist()[:2]
+    batches = generators.ImageBatches(good + bad, sizes=(32,), batch_size=4)
+    inputs, _, kept = batches[0]
+    assert kept.tolist() == [0, 1] and inputs[0].shape[0] == 2
+    assert sorted(s.reason for s in batches.skips.values()) == ["empty-file", "truncated"]
+
+
+def test_shuffle_and_augmentation_are_seeded(fetched):
+    paths, labels = _paths(fetched, 8)
+    make = lambda seed: generators.ImageBatches(paths, labels, sizes=(32,), batch_size=8, shuffle=True,
+                                                seed=seed, augment_with=generators.Augment())
+    a, b, c = make(3), make(3), make(4)
+    (xa,), _, ka = a[0]
+    (xb,), _, kb = b[0]
+    (xc,), _, kc = c[0]
+    assert ka.tolist() == kb.tolist() and np.array_equal(xa, xb)
+    assert ka.tolist() != kc.tolist()
+    a.on_epoch_end()
+    (xa2,), _, ka2 = a[0]
+    assert ka2.tolist() != ka.tolist(), "a new epoch reshuffles"
+    plain = generators.ImageBatches(paths, labels, sizes=(32,), batch_size=8)
+    (xp,), _, _ = plain[0]
+    assert not np.array_equal(np.sort(xa.ravel()), np.sort(xp.ravel())), "augmentation changed pixels"
+
+
+def test_augment_keeps_shape_and_range():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+    out = generators.augment(image, rng, generators.Augment())
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, image)
+    off = generators.Augment(flip=False, rotation=0, shift=0, shear=0, zoom=0, brightness=0,
+                             contrast=0, saturation=0, gamma=0, noise=0)
+    assert np.abs(generators.augment(image, rng, off).astype(int) - image).max() <= 1
+
+
+def test_flip_view_mirrors(fetched):
+    paths, _ = _paths(fetched, 2)
+    (orig,), _, _ = generators.ImageBatches(paths, sizes=(32,), batch_size=2)[0]
+    (flip,), _, _ = generators.ImageBatches(paths, sizes=(32,), batch_size=2, flip=True)[0]
+    assert np.array_equal(orig[:, :, ::-1], flip)
+
+
+# --------------------------------------------------------------------------- feature cache
+
+TINY = features.Extractor("tiny", 32, weights=None)
+
+
+def test_cache_computes_once_and_only_what_changed(fetched, tmp_path):
+    import shutil
+
+    paths, _ = _paths(fetched, 11)
+    spare, paths = paths[-1], paths[:10]
+    copies = []
+    for p in paths:
+        copies.append(str(tmp_path / "img" / p.split("/")[-1]))
+        (tmp_path / "img").mkdir(exist_ok=True)
+        shutil.copy(p, copies[-1])
+    # weights=None builds new random weights each time: a cache hit must return the first result.
+    first = features.extract(copies, TINY, tmp_path / "cache", batch_size=4, log=lambda *_: None)
+    assert first.computed == 10 and first.ok.all() and first.features.shape[:2] == (10, 2)
+    again = features.extract(copies, TINY, tmp_path / "cache", batch_size=4, log=lambda *_: None)
+    assert again.computed == 0 and np.array_equal(again.features, first.features)
+    shutil.copy(spare, copies[0])    # image 0 now holds a picture the cache has never seen
+    changed = features.extract(copies, TINY, tmp_path / "cache", batch_size=4, log=lambda *_: None)
+    assert changed.computed == 1
+    assert np.array_equal(changed.features[1:], first.features[1:])
+    other_size = features.extract(copies, features.Extractor("tiny", 40, weights=None), tmp_path / "cache",
+                                  batch_size=4, log=lambda *_: None)
+    assert other_size.computed == 10
+
+
+def test_interrupted_extraction_resumes_after_the_last_part(fetched, tmp_path, monkeypatch):
+    paths, _ = _paths(fetched, 10)
+    monkeypatch.setattr(features, "PART_ROWS", 4)
+    real_write = features.write_part
+    calls = []
+
+    def write_then_die(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_write(*args)
+
+    monkeypatch.setattr(features, "write_part", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract(paths, TINY, tmp_path / "cache", batch_size=2, log=lambda *_: None)
+    monkeypatch.setattr(features, "write_part", real_write)
+    resumed = features.extract(paths, TINY, tmp_path / "cache", batch_size=2, log=lambda *_: None)
+    assert resumed.computed == 6 and resumed.ok.all()
+
+
+def test_flip_view_features_differ_from_original(fetched, tmp_path):
+    paths, _ = _paths(fetched, 4)
+    feats = features.extract(paths, TINY, tmp_path / "cache", batch_size=4, log=lambda *_: None)
+    assert not np.allclose(feats.features[:, 0], feats.features[:, 1])
+
+
+# --------------------------------------------------------------------------- heads, blend, clip
+
+def _separable(n=120, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 2, d)) + (y[:, None, None] * 2.0 - 1.0) * 0.8
+    return x.astype(np.float32), y, x[:20]
+
+
+@pytest.mark.parametrize("name", sorted(heads.HEADS))
+def test_heads_give_oof_for_every_image(name):
+    x, y, x_test = _separable()
+    # Few rows make few optimiser steps: a higher learning rate lets the small test converge.
+    kwargs = {"epochs": 15, "learning_rate": 0.03} if name == "dense" else {}
+    result = heads.HEADS[name](x, y, x_test, k=4, seed=0, log=lambda *_: None, **kwargs)
+    assert result.oof.shape == (120,) and result.test.shape == (20,)
+    assert 0 < result.oof_log_loss < 0.45
+    assert score.log_loss(y, result.oof) == pytest.approx(result.oof_log_loss)
+
+
+def test_folds_split_images_stratified():
+    y = np.array([0, 1] * 20)
+    seen = np.concatenate([val for _, val in heads.folds(y, 5, seed=0)])
+    assert sorted(seen.tolist()) == list(range(40))
+    with pytest.raises(Exception, match="at least 5 images of each class"):
+        heads.folds(np.array([0, 0, 0, 1, 1, 1]), 5, seed=0)
+
+
+def test_blend_prefers_the_better_model():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    good = np.clip(y * 0.8 + 0.1 + rng.normal(0, 0.05, 500), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, 500)
+    w = blend.blend_weights(np.stack([noise, good], axis=1), y)
+    assert w.sum() == pytest.approx(1) and w[1] > 0.9
+
+
+def test_clip_choice_tracks_the_error_rate():
+    y = np.array([1] * 980 + [0] * 20)          # 2% of the confident answers are wrong
+    p = np.full(1000, 0.9999)
+    c, loss = blend.choose_clip(p, y)
+    assert 0.01 <= c <= 0.03
+    assert loss < score.log_loss(y, score.clip(p, 0.005, 0.995))
+
+
+# --------------------------------------------------------------------------- a features run end to end
+
+def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_path):
+    cfg = config.resolve("cpu", {"backbones": "tiny@32", "weights": "none", "heads": "logreg,dense", "folds": 3,
+                                 "head_epochs": 5, "data_dir": str(fetched), "runs_dir": str(tmp_path / "runs"),
+                                 "submissions_dir": str(tmp_path / "subs"), "cache_dir": str(tmp_path / "cache")})
+    messages = []
+    metrics = train.train(cfg, log=messages.append)
+    oof = pd.read_csv(train.run_dir(cfg) / "oof.csv")
+    assert len(oof) == metrics["n_train"] == 87 - 4 and set(oof.columns) == {"id", "label", "logreg", "dense", "blend"}
+    assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
+    assert [r["stage"] for r in metrics["stages"]][-1] == "blend"
+    assert any("6 train and test images skipped" in m for m in messages)   # 4 unusable train + 2 test
+    path = predict.predict(cfg, log=lambda *_: None)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["local_score_kind"] == "oof"
+    assert sidecar["clip"] == metrics["clip_chosen"]
+    assert sidecar["local_log_loss"] == pytest.approx(metrics["oof_log_loss_chosen_clip"])
+    sub = pd.read_csv(path)
+    assert len(sub) == 24 and sub["label"].between(*metrics["clip_chosen"]).all()
