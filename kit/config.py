@@ -22,7 +22,7 @@ class Config:
     runs_dir: str = "runs"
     submissions_dir: str = "submissions"
     run: str = "baseline"                   # name of the run directory and submission
-    method: str = "cnn"                     # cnn (from scratch) | features (cached features + heads)
+    method: str = "cnn"                     # cnn | features (cached features + heads) | finetune | frozen
     model: str = "baseline-cnn"
     backbones: str = ""                     # features: "name@size[+layer...]" comma-separated
     weights: str = "imagenet"               # imagenet | none | a weights file | a folder of weights files
@@ -30,6 +30,11 @@ class Config:
     heads: str = "logreg,dense"             # heads trained by K-fold on the features, then blended
     folds: int = 5
     head_epochs: int = 30
+    warmup_epochs: int = 1                  # end to end: epochs training only the new head
+    unfreeze: float = 0.0                   # finetune: fraction of backbone layers trained, from the top
+    finetune_lr: float = 1e-4
+    patience: int = 3                       # early stopping on validation loss
+    mixed_precision: str = "auto"           # auto (on GPUs) | mixed | off
     clip_mode: str = "oof"                  # oof: clip chosen on OOF predictions | fixed: clip_low/clip_high
     cache_dir: str = "cache/features"
     image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
@@ -67,13 +72,16 @@ class Config:
                 raise KitError(f"config: {name} must be at least 1, got {getattr(self, name)}")
         _check_choice("method", self.method, METHODS)
         _check_choice("clip_mode", self.clip_mode, ("oof", "fixed"))
+        _check_choice("mixed_precision", self.mixed_precision, ("auto", "mixed", "off"))
+        if not 0.0 <= self.unfreeze <= 1.0:
+            raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):
             _check_choice("heads", head, HEADS)
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)
-        if self.method == "features":
+        if self.method != "cnn":
             if not _split(self.backbones):
-                raise KitError("config: method=features needs backbones, e.g. backbones=squeezenet@227")
+                raise KitError(f"config: method={self.method} needs backbones, e.g. backbones=squeezenet@227")
             self.extractors()   # validates names and sizes
 
     def extractors(self):
@@ -104,7 +112,7 @@ class Config:
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-METHODS = ("cnn", "features")
+METHODS = ("cnn", "features", "finetune", "frozen")
 HEADS = ("logreg", "dense")
 VIEWS = ("orig", "flip")
 

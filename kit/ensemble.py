@@ -74,6 +74,17 @@ def train_features(config: Config, log=print) -> dict:
             results.append(heads.HEADS[name](x, y, x_test, config.folds, config.seed, log=log))
         stages.done(f"head {name}")
 
+    return finish_run(config, train[train_ok].reset_index(drop=True), test, test_ok, results, stages, log)
+
+
+def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray,
+               results: list, stages: Stages, log=print) -> dict:
+    """Blend the models' OOF predictions, choose the clip, write oof/test predictions and metrics.
+
+    Shared by every method that yields out-of-fold predictions (heads on features, fine-tuning).
+    """
+    out = run_dir(config)
+    y = kept["label"].to_numpy()
     oof = np.stack([r.oof for r in results], axis=1)
     weights = blend.blend_weights(oof, y)
     oof_blend = oof @ weights
@@ -82,18 +93,17 @@ def train_features(config: Config, log=print) -> dict:
     fixed = (config.clip_low, config.clip_high)
     stages.done("blend")
 
-    kept = train[train_ok].reset_index(drop=True)
     oof_frame = kept[["id", "label"]].assign(**{r.name: r.oof for r in results}, blend=oof_blend)
     # A test image whose file could not be read keeps the uninformative 0.5.
-    test_probs = np.where(test_ok, test_blend, 0.5)
-    test_frame = test[["id"]].assign(**{r.name: np.where(test_ok, r.test, 0.5) for r in results}, blend=test_probs)
+    test_frame = test[["id"]].assign(**{r.name: np.where(test_ok, r.test, 0.5) for r in results},
+                                     blend=np.where(test_ok, test_blend, 0.5))
     with fileio.atomic_path(out / "oof.csv") as tmp:
         oof_frame.to_csv(tmp, index=False)
     with fileio.atomic_path(out / "test_predictions.csv") as tmp:
         test_frame.to_csv(tmp, index=False)
 
     metrics = {
-        "method": "features",
+        "method": config.method,
         "models": {r.name: {"oof_log_loss": r.oof_log_loss, "oof_accuracy": score.accuracy(y, r.oof),
                             "params": r.detail, "seconds": round(r.seconds, 1)} for r in results},
         "blend_weights": {r.name: float(w) for r, w in zip(results, weights)},
@@ -103,7 +113,7 @@ def train_features(config: Config, log=print) -> dict:
         "clip_fixed": list(fixed),
         "clip_chosen": [chosen, 1 - chosen],
         "oof_log_loss_chosen_clip": chosen_loss,
-        "n_train": int(len(y)), "n_test": int(len(test)), "n_skipped": int((~train_ok).sum() + (~test_ok).sum()),
+        "n_train": int(len(y)), "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
         "stages": stages.rows,
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }

@@ -25,7 +25,7 @@ def predict(config: Config, log=print) -> Path:
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
-    if config.method == "features":
+    if config.method != "cnn":
         probs, local = _ensemble_predictions(config, test)
     else:
         probs, local = _cnn_predictions(config, test, log)

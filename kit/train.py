@@ -30,6 +30,10 @@ def train(config: Config, log=print) -> dict:
         from kit.ensemble import train_features
 
         return train_features(config, log)
+    if config.method in ("finetune", "frozen"):
+        from kit.finetune import train_end_to_end
+
+        return train_end_to_end(config, log)
     return train_cnn(config, log)
 
 

@@ -194,3 +194,45 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
     assert sidecar["local_log_loss"] == pytest.approx(metrics["oof_log_loss_chosen_clip"])
     sub = pd.read_csv(path)
     assert len(sub) == 24 and sub["label"].between(*metrics["clip_chosen"]).all()
+
+
+# --------------------------------------------------------------------------- end to end: frozen and fine-tuned
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["frozen", "finetune"])
+def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monkeypatch):
+    from kit import finetune
+
+    overrides = {"method": method, "backbones": "tiny@32,tiny@40", "weights": "none", "folds": 2, "epochs": 2,
+                 "warmup_epochs": 1, "unfreeze": 0.5, "batch_size": 16, "data_dir": str(fetched),
+                 "runs_dir": str(tmp_path / "runs"), "submissions_dir": str(tmp_path / "subs")}
+    cfg = config.resolve("cpu", overrides)
+    calls = []
+    real = finetune.train_fold
+
+    def die_on_second_fold(name, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train_fold", die_on_second_fold)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, log=lambda *_: None)
+    assert not train.is_finished(cfg)
+    finished_fold = next(train.run_dir(cfg).rglob("predictions.npz"))
+    stamp = finished_fold.stat().st_mtime_ns
+
+    monkeypatch.setattr(finetune, "train_fold", real)
+    metrics = train.train(cfg, log=lambda *_: None)
+    assert finished_fold.stat().st_mtime_ns == stamp, "the finished fold was reused, not retrained"
+    expected_models = 2 if method == "finetune" else 1
+    assert len(metrics["models"]) == expected_models
+    oof = pd.read_csv(train.run_dir(cfg) / "oof.csv")
+    assert len(oof) == 83 and oof["blend"].between(0, 1).all()
+    history = pd.read_csv(next(train.run_dir(cfg).rglob("history-warmup.csv")))
+    assert {"loss", "val_loss"} <= set(history.columns)
+    if method == "finetune":
+        assert list(train.run_dir(cfg).rglob("history-finetune.csv"))
+    path = predict.predict(cfg, log=lambda *_: None)
+    assert len(pd.read_csv(path)) == 24

@@ -1,0 +1,97 @@
+"""What each lever gives the `cpu` preset on real photos: scales, layers, heads, blending, clip.
+
+Runs on ../shared/data/dvc-real (fetched into data/) with the SqueezeNet weights in
+../shared/data/weights. Features are cached, so only the first run pays for extraction.
+Prints one table: variant, feature width, 5-fold OOF log loss (raw, at [0.005, 0.995],
+at the clip chosen on OOF), accuracy, and the head's time.
+
+    python bench/cpu_levers.py [--data-dir DIR] [--weights DIR] [--folds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kit import blend, features, heads, score  # noqa: E402
+from kit.fetch import read_index  # noqa: E402
+from kit.tfquiet import import_keras  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ("fire7_concat", "fire8_concat")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO / "data" / "dogs-vs-cats-redux-kernels-edition"))
+    parser.add_argument("--weights", default=str(REPO.parent / "shared" / "data" / "weights"))
+    parser.add_argument("--cache-dir", default=str(REPO / "cache" / "features"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--head-epochs", type=int, default=30)
+    args = parser.parse_args()
+    import_keras()
+
+    train = read_index(args.data_dir, "train")
+    y = train["label"].to_numpy()
+    extract = lambda size, layers=(): features.extract(
+        train["path"], features.Extractor("squeezenet", size, args.weights, layers), args.cache_dir,
+        log=lambda m: print(m, file=sys.stderr))
+
+    blocks = {}
+    for size in (227, 299, 384):
+        f = extract(size)
+        blocks[f"{size}"] = f
+        print(f"extract squeezenet@{size}: {f.seconds:.0f} s ({f.computed} computed)", file=sys.stderr)
+    for size in (227, 299):
+        f = extract(size, LAYERS)
+        blocks[f"{size}+layers"] = f
+        print(f"extract squeezenet@{size}+layers: {f.seconds:.0f} s ({f.computed} computed)", file=sys.stderr)
+
+    def x_of(*names, views=slice(None)):
+        return np.concatenate([blocks[n].features[:, views] for n in names], axis=2)
+
+    variants = [
+        ("227, original view only", lambda: x_of("227", views=slice(0, 1)), "logreg"),
+        ("227, flip-averaged", lambda: x_of("227"), "logreg"),
+        ("227 + 299", lambda: x_of("227", "299"), "logreg"),
+        ("227 + 299 + 384", lambda: x_of("227", "299", "384"), "logreg"),
+        ("227 + 299, fire7/8 pooled too", lambda: x_of("227+layers", "299+layers"), "logreg"),
+        ("227 + 299 + 384, fire7/8 at 227/299", lambda: x_of("227+layers", "299+layers", "384"), "logreg"),
+        ("227 + 299, dense head", lambda: x_of("227", "299"), "dense"),
+        ("227 + 299 + 384, fire7/8, dense head", lambda: x_of("227+layers", "299+layers", "384"), "dense"),
+    ]
+    rows, oofs = [], {}
+    for name, make_x, head in variants:
+        x = make_x()
+        started = time.time()
+        fit = heads.logreg if head == "logreg" else heads.dense
+        kwargs = {"epochs": args.head_epochs} if head == "dense" else {}
+        result = fit(x, y, x[:2], args.folds, 0, log=lambda *_: None, **kwargs)
+        oofs[name] = result.oof
+        rows.append(_row(name, x.shape[2], result.oof, y, time.time() - started))
+    best_lr, best_dense = variants[5][0], variants[7][0]
+    both = np.stack([oofs[best_lr], oofs[best_dense]], axis=1)
+    w = blend.blend_weights(both, y)
+    rows.append(_row(f"blend of the last logreg and dense (w={w[0]:.2f}/{w[1]:.2f})", 0, both @ w, y, 0))
+
+    print(f"\n{'variant':58} {'dims':>5} {'raw':>7} {'[.005]':>7} {'chosen':>13} {'acc':>7} {'s':>5}")
+    for r in rows:
+        print(f"{r['name']:58} {r['dims']:5d} {r['raw']:7.4f} {r['fixed']:7.4f} {r['chosen']:7.4f}@{r['clip']:<5g} "
+              f"{r['acc']:7.4f} {r['s']:5.0f}")
+
+
+def _row(name, dims, oof, y, seconds):
+    clip, chosen = blend.choose_clip(oof, y)
+    return {"name": name, "dims": dims, "raw": score.log_loss(y, oof),
+            "fixed": score.log_loss(y, score.clip(oof, 0.005, 0.995)), "chosen": chosen, "clip": clip,
+            "acc": score.accuracy(y, oof), "s": seconds}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""End-to-end training by K-fold: seed 004's frozen multi-backbone model, and fine-tuning.
+
+- method=frozen: every backbone of the preset, frozen, their pooled outputs concatenated,
+  Dropout + Dense sigmoid on top, trained end to end (what seed 004 did; each epoch pays
+  for every backbone's forward pass, which is why `features` exists).
+- method=finetune: one model per backbone; a warm-up with the backbone frozen, then the
+  top `unfreeze` fraction of its layers trained at `finetune_lr`, with augmentation.
+
+Each fold keeps `last.keras` (every epoch, atomically) and a state file, so a killed run
+resumes from its last finished epoch; a fold with predictions.npz is finished and
+skipped. Out-of-fold and test predictions average the original and the mirrored image.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import accel, backbones, dataset, fileio, heads, score
+from kit.config import Config
+from kit.ensemble import Stages, finish_run
+from kit.fetch import read_index
+from kit.generators import Augment, ImageBatches, keras_dataset
+from kit.tfquiet import import_keras
+from kit.train import METRICS, keras_verbosity, run_dir
+
+
+def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
+    """Inputs (one per extractor) -> backbones -> concatenated pooled features -> Dropout -> sigmoid."""
+    keras = import_keras()
+    inputs, pooled = [], []
+    for i, ex in enumerate(extractors):
+        inp = keras.Input((ex.size, ex.size, 3), name=f"image_{i}_{ex.size}")
+        net = backbones.build(ex.backbone, weights=ex.weights, input_size=ex.size)
+        net.name = f"{ex.backbone}_{i}"   # two entries may share a backbone; names must be unique
+        set_trainable(net, trainable_fraction)
+        # training=False keeps BatchNormalization in inference mode even while fine-tuning.
+        pooled.append(net(inp, training=False))
+        inputs.append(inp)
+    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
+    x = keras.layers.Dropout(config.dropout)(x)
+    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_dog")(x)
+    return keras.Model(inputs, out)
+
+
+def set_trainable(net, fraction: float) -> None:
+    """Train the top `fraction` of the layers; BatchNormalization always stays frozen."""
+    keras = import_keras()
+    layers = net.layers
+    cutoff = len(layers) - int(round(fraction * len(layers)))
+    net.trainable = fraction > 0
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _batches(extractors, frame, config: Config, train: bool, flip: bool = False) -> ImageBatches:
+    prep = [lambda b, name=ex.backbone: backbones.preprocess(name, b) for ex in extractors]
+    return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
+                        sizes=[ex.size for ex in extractors], preprocess=prep, batch_size=config.batch_size,
+                        augment_with=Augment() if train and config.augment else None, shuffle=train,
+                        seed=config.seed, min_side=config.min_side, workers=config.workers, flip=flip)
+
+
+def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the original and mirrored predictions; ok[i] False where the file was unusable."""
+    total = np.zeros(len(frame))
+    ok = np.zeros(len(frame), bool)
+    for flip in (False, True):
+        batches = _batches(extractors, frame, config, train=False, flip=flip)
+        for i in range(len(batches)):
+            inputs, _, kept = batches[i]
+            if len(kept):
+                total[kept] += np.asarray(model.predict_on_batch(inputs), np.float64).ravel() / 2
+                ok[kept] = True
+        batches.close()
+    return np.where(ok, total, 0.5), ok
+
+
+class SaveLast:
+    """Keras callback factory: after every epoch, last.keras and state.json, atomically."""
+
+    def __new__(cls, folder: Path, phase: str):
+        keras = import_keras()
+
+        class _SaveLast(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
+                    self.model.save(tmp)
+                fileio.write_json(folder / f"state-{phase}.json", {"epoch": epoch + 1, "logs": logs or {}})
+
+        return _SaveLast()
+
+
+def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int, learning_rate: float,
+              config: Config, log=print):
+    """Train one phase with early stopping, resuming from its last finished epoch if any."""
+    keras = import_keras()
+    state = fileio.read_json(folder / f"state-{phase}.json")
+    start = state.get("epoch", 0)
+    if start >= epochs or (folder / f"done-{phase}").exists():
+        return keras.models.load_model(folder / f"last-{phase}.keras")
+    if start:
+        log(f"finetune: resuming {folder.name} {phase} at epoch {start + 1}")
+        model = keras.models.load_model(folder / f"last-{phase}.keras")
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+    callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
+                 keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+                 SaveLast(folder, phase)]
+    model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
+              initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity())
+    with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
+        model.save(tmp)   # the restored best weights, not the last epoch's
+    (folder / f"done-{phase}").touch()
+    return model
+
+
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print):
+    folder = run_dir(config) / name / f"fold{fold}"
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "predictions.npz"
+    if done.exists():
+        with np.load(done) as saved:
+            return saved["val"], saved["test"], saved["test_ok"]
+    log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
+    with accel.strategy().scope():
+        model = build_model(extractors, config, trainable_fraction=0.0)
+        train_data = _batches(extractors, train_part, config, train=True)
+        val_data = _batches(extractors, val_part, config, train=False)
+        model = fit_phase(model, folder, "warmup", train_data, val_data, config.warmup_epochs if config.method == "finetune"
+                          else config.epochs, config.learning_rate, config, log)
+        if config.method == "finetune" and config.unfreeze > 0:
+            keras = import_keras()
+            for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
+                set_trainable(net, config.unfreeze)
+            model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
+                              config, log)
+    val_pred, _ = predict_tta(model, extractors, val_part, config)
+    test_pred, test_ok = predict_tta(model, extractors, test, config)
+    with fileio.atomic_path(done) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, val=val_pred, test=test_pred, test_ok=test_ok)
+    return val_pred, test_pred, test_ok
+
+
+def train_end_to_end(config: Config, log=print) -> dict:
+    accel.set_precision(config.mixed_precision)
+    stages = Stages(log)
+    out = run_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)
+    fileio.write_json(out / "config.json", config.to_dict())
+    train = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
+    test = read_index(config.data_dir, "test")
+    usable = _usable(train, config, log)
+    train = train[usable].reset_index(drop=True)
+    y = train["label"].to_numpy()
+    stages.done("index")
+
+    extractors = config.extractors()
+    groups = ([(ex.label, [ex]) for ex in extractors] if config.method == "finetune"
+              else [("frozen-" + "+".join(ex.label for ex in extractors), extractors)])
+    results, test_ok = [], np.ones(len(test), bool)
+    for name, group in groups:
+        started = time.time()
+        oof, test_pred = np.zeros(len(train)), np.zeros(len(test))
+        for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
+            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log)
+            oof[va] = val_pred
+            test_pred += fold_test / config.folds
+            test_ok &= ok
+        results.append(heads.HeadResult(name, oof, test_pred, score.log_loss(y, oof),
+                                        {"unfreeze": config.unfreeze, "epochs": config.epochs},
+                                        time.time() - started))
+        log(f"finetune: {name}: OOF log loss {results[-1].oof_log_loss:.4f}")
+        stages.done(f"model {name}")
+    return finish_run(config, train, test, test_ok, results, stages, log)
+
+
+def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:
+    """Screen out unusable files before K-fold, so every fold's OOF covers exactly these images."""
+    from kit import images
+
+    ok = np.ones(len(train), bool)
+    skips = []
+    for i, path in enumerate(train["path"]):
+        result = images.load_image(path, target=64, min_side=config.min_side)
+        if isinstance(result, images.Skip):
+            ok[i] = False
+            skips.append(result)
+    log(images.summarize_skips(skips, "training"))
+    return ok
