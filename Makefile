@@ -21,11 +21,11 @@ RUN_DIR    := runs/$(RUN)
 SUBMISSION := submissions/$(RUN).csv
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test fetch train predict score submit clean venv
+.PHONY: help demo test fetch train predict score submit submissions clean clean-data venv
 
 help: ## list the targets
 	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # The virtual environment is rebuilt whenever requirements.txt is newer than it.
 $(STAMP): requirements.txt
@@ -45,7 +45,7 @@ test: | $(STAMP) ## run the test suite
 $(DATA)/fetch.json: | $(STAMP)
 	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
 
-fetch: | $(STAMP) ## extract and index the competition (FROM=dir for local files)
+fetch: | $(STAMP) ## download (kaggle client) or take FROM=dir, extract and index the competition
 	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
 
 $(RUN_DIR)/metrics.json: $(DATA)/fetch.json
@@ -60,6 +60,16 @@ predict: $(SUBMISSION) ## write submissions/RUN.csv, clipped and checked
 
 score: $(SUBMISSION) ## log loss of the submission against LABELS=csv
 	$(KIT) score $(SUBMISSION) --labels $(LABELS)
+
+submit: $(SUBMISSION) ## check and upload submissions/RUN.csv to Kaggle, add it to the ledger (MSG='...')
+	$(KIT) submit $(SUBMISSION) -m "$(MSG)" $(CONFIG_ARGS)
+
+submissions: | $(STAMP) ## refresh public scores from Kaggle and print the submissions ledger
+	$(KIT) submissions $(CONFIG_ARGS)
+
+clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DATA/exclusions.csv (CHECKS=...)
+	$(KIT) clean --preset $(if $(filter baseline,$(PRESET)),cpu,$(PRESET)) $(if $(CHECKS),--checks $(CHECKS)) \
+	  $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
 
 clean: ## delete runs and reports (never the data or submissions)
 	rm -rf runs reports

@@ -37,7 +37,12 @@ def cmd_fetch(args):
 
     cfg = _resolve(args)
     if args.source is None:
-        raise KitError("downloading from Kaggle is not available yet: pass --from DIR with the competition files")
+        from kit import download
+
+        download.fetch_from_kaggle(cfg.competition, args.data_dir or cfg.data_dir, force=args.force)
+        return
+    if args.force:
+        raise KitError("--force downloads from Kaggle again; with --from there is nothing to download")
     fetch.fetch_from(args.source, args.data_dir or cfg.data_dir)
 
 
@@ -78,6 +83,34 @@ def cmd_score(args):
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")
 
 
+def cmd_submit(args):
+    from kit import submit
+
+    submit.submit(args.file, args.message, _resolve(args), force=args.force)
+
+
+def cmd_submissions(args):
+    from kit import submit
+
+    submit.show(_resolve(args))
+
+
+def cmd_clean(args):
+    from kit import clean
+
+    split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())
+    clean.run_clean(_resolve(args), checks=split(args.checks), known_lists=split(args.known_lists),
+                    imagenet_backbones=split(args.imagenet_backbones), k_dog=args.k_dog, k_cat=args.k_cat,
+                    big_cats=args.big_cats, noise_run=args.noise_run, noise_threshold=args.noise_threshold,
+                    max_distance=args.max_distance, rebalance_classes=args.rebalance, report_dir=args.report_dir)
+
+
+def cmd_report(args):
+    from kit import report
+
+    report.build(report.find_run(args.run, args.runs_dir), args.reports_dir, layer=args.layer)
+
+
 def cmd_demo(args):
     from kit import demo
 
@@ -94,9 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m kit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("fetch", help="extract and index the competition files")
+    p = sub.add_parser("fetch", help="download (or take --from DIR), extract and index the competition files")
     p.add_argument("--from", dest="source", metavar="DIR", help="folder with train.zip, test.zip, sample_submission.csv")
     p.add_argument("--data-dir", help="where to extract (default: the config's data_dir)")
+    p.add_argument("--force", action="store_true", help="download from Kaggle again, even when complete")
     _config_options(p)
     p.set_defaults(func=cmd_fetch)
 
@@ -120,6 +154,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", required=True, metavar="CSV", help="id,label file of true labels")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("submit", help="check a submission file, upload it to Kaggle, record it in the ledger")
+    p.add_argument("file", help="submission CSV (id,label), e.g. submissions/baseline.csv")
+    p.add_argument("-m", "--message", required=True, help="description shown on Kaggle")
+    p.add_argument("--force", action="store_true", help="submit even without a local score (no or stale sidecar)")
+    _config_options(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("submissions", help="refresh Kaggle status and public scores; print the ledger")
+    _config_options(p)
+    p.set_defaults(func=cmd_submissions)
+
+    p = sub.add_parser("clean", help="flag anomalous training images; write a report, a contact sheet and exclusions")
+    p.add_argument("--checks", default="files,known,label-noise,duplicates",
+                   help="comma-separated: files, known, imagenet, label-noise, duplicates")
+    p.add_argument("--known-lists", default="seed004,consensus,mislabelled", help="published lists to apply")
+    p.add_argument("--imagenet-backbones", default="", help="classifiers for the imagenet check (they vote)")
+    p.add_argument("--k-dog", type=int, default=60, help="top-K for dog images (default 60)")
+    p.add_argument("--k-cat", type=int, default=60, help="top-K for cat images (default 60)")
+    p.add_argument("--big-cats", action="store_true", help="count cougar and lynx as cat classes")
+    p.add_argument("--noise-run", help="take OOF predictions from runs/RUN/oof.csv instead of the feature cache")
+    p.add_argument("--noise-threshold", type=float, default=0.05,
+                   help="flag when OOF gives the label less than this (default 0.05)")
+    p.add_argument("--max-distance", type=int, default=4, help="perceptual-hash bits for a duplicate (default 4)")
+    p.add_argument("--rebalance", action="store_true", help="replace each excluded image by an augmented copy")
+    p.add_argument("--report-dir", default="reports/clean")
+    _config_options(p)
+    p.set_defaults(func=cmd_clean, preset="cpu")
+
+    p = sub.add_parser("report", help="write reports/RUN/index.html: curves, calibration, mistakes, heat maps")
+    p.add_argument("run", nargs="?", help="run name or folder (default: the latest finished run)")
+    p.add_argument("--runs-dir", default="runs", help="where runs are (default: runs)")
+    p.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
+    p.add_argument("--layer", help="layer whose activations are shown (default: a convolution a third of the way in)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("demo", help="synthetic competition -> fetch -> train -> predict -> score, offline")
     p.add_argument("--config", dest="config_file", metavar="FILE", help="JSON file of config overrides")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -136,7 +205,7 @@ def main(argv=None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
-        if args.command in ("train", "predict", "demo"):
+        if args.command in ("train", "predict", "demo", "clean"):
             from kit.tfquiet import import_keras
 
             import_keras()

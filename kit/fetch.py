@@ -93,17 +93,24 @@ def check_archive(archive: Path, split: str) -> list[zipfile.ZipInfo]:
     files = []
     for info in entries:
         name = info.filename
-        pure = PurePosixPath(name.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", name):
-            raise KitError(f"{archive}: refusing unsafe entry {name!r} (absolute path or '..'); nothing extracted")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise KitError(f"{archive}: refusing symbolic link entry {name!r}; nothing extracted")
+        pure = safe_entry(archive, info)
         if info.is_dir():
             continue
         if pure.parts[0] != split or len(pure.parts) != 2:
             raise KitError(f"{archive}: unexpected entry {name!r} (expected {split}/<file>); nothing extracted")
         files.append(info)
     return files
+
+
+def safe_entry(archive: Path, info: zipfile.ZipInfo) -> PurePosixPath:
+    """The entry's path, after refusing an absolute path, a `..` or a link (callers extract nothing then)."""
+    name = info.filename
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or re.match(r"^[A-Za-z]:", name):
+        raise KitError(f"{archive}: refusing unsafe entry {name!r} (absolute path or '..'); nothing extracted")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise KitError(f"{archive}: refusing symbolic link entry {name!r}; nothing extracted")
+    return pure
 
 
 def extract_zip(archive: Path, data_dir: Path, split: str, log=print) -> Path:

@@ -1,0 +1,116 @@
+"""`python -m kit submit` and `python -m kit submissions`: spend a daily submission only on a
+file that passes the same checks as prediction and has a local score to compare against.
+
+Every check happens before the first network call, so a refused file costs nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit import fileio, kaggle_api, ledger, provenance, score
+from kit.config import Config
+from kit.errors import KitError
+from kit.fetch import SAMPLE
+
+# Sidecar keys holding the local log loss at the submission's clip bounds, newest schema first.
+LOCAL_SCORE_KEYS = ("local_log_loss", "val_log_loss", "oof_log_loss")
+
+
+def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print) -> dict:
+    """Check, upload and record one submission file; returns its ledger row."""
+    path = Path(path)
+    check_file(path, Path(config.data_dir))
+    sidecar = read_sidecar(path)
+    if sidecar.get("local_log_loss") is None:
+        if not force:
+            raise KitError(f"{sidecar['why']}: submit a file written by `python -m kit predict`, "
+                           "or pass --force to spend a submission on it anyway")
+        log(f"submit: {sidecar['why']}; submitting anyway (--force)")
+
+    kaggle_api.check_credentials()
+    log(f"submit: uploading {path} to {config.competition}")
+    ref = kaggle_api.submit(path, message, config.competition)
+    row = ledger_row(path, message, ref, sidecar)
+    ledger.append(ledger_path(config), row)
+    local = f"local log loss {float(row['local_log_loss']):.5f}" if row["local_log_loss"] else "no local score"
+    log(f"submit: Kaggle accepted {path} as submission {ref} ({local}); "
+        "`python -m kit submissions` shows the public score once Kaggle has it")
+    return row
+
+
+def check_file(path: Path, data_dir: Path) -> None:
+    """The checks `predict` applies before writing: header, every test id once, finite values in [0, 1]."""
+    sample_path = data_dir / SAMPLE
+    if not sample_path.is_file():
+        raise KitError(f"no {SAMPLE} in {data_dir} to check {path} against: run `python -m kit fetch` first, "
+                       "or pass the preset / --set data_dir= the competition was fetched with")
+    sample = score.read_csv(sample_path, "sample submission")
+    score.validate_submission(score.read_csv(path, "submission"), sample["id"], source=str(path))
+
+
+def read_sidecar(path: Path) -> dict:
+    """What predict recorded about this exact file; without a local score, `why` says what is missing."""
+    sidecar = path.with_suffix(".json")
+    data = fileio.read_json(sidecar)
+    if not data:
+        return {"why": f"{path} has no local score ({sidecar.name} not found or unreadable)"}
+    if data.get("sha256") != fileio.sha256(path):
+        return {"why": f"{path} has changed since {sidecar.name} was written (sha256 differs), so its local "
+                       "score does not apply"}
+    local = next((data[key] for key in LOCAL_SCORE_KEYS if data.get(key) is not None), None)
+    if local is None:
+        return {**data, "why": f"{sidecar.name} records no local log loss for {path}"}
+    return {**data, "local_log_loss": float(local)}
+
+
+def ledger_row(path: Path, message: str, ref: int, sidecar: dict) -> dict:
+    clip = sidecar.get("clip") or ["", ""]
+    local = sidecar.get("local_log_loss")
+    return {
+        "file": _shown(path),
+        "sha256": fileio.sha256(path),
+        "created": provenance.now(),
+        "local_log_loss": "" if local is None else f"{local:.6f}",
+        "clip_low": str(clip[0]),
+        "clip_high": str(clip[1]),
+        "config": ledger.compact_config(sidecar.get("config"), Config().to_dict()),
+        "message": message,
+        "ref": str(ref),
+        "status": "PENDING",
+        "public_score": "",
+    }
+
+
+def show(config: Config, log=print) -> list[dict]:
+    """Refresh the rows Kaggle may still change, save them, and print the ledger."""
+    path = ledger_path(config)
+    rows = ledger.read(path)
+    pending = ledger.open_refs(rows)
+    if pending:
+        states = kaggle_api.submission_states(config.competition, pending)
+        for ref, state in sorted(states.items()):
+            if state["error"]:
+                log(f"submissions: {ref} failed on Kaggle: {state['error']}")
+        refreshed = ledger.update(rows, states)
+        if refreshed != rows:
+            ledger.write(path, refreshed)
+        rows = refreshed
+    if not rows:
+        log(f"submissions: {path} has no submissions yet; `python -m kit submit FILE -m MESSAGE` adds one")
+        return rows
+    log(ledger.format_table(rows))
+    return rows
+
+
+def ledger_path(config: Config) -> Path:
+    return Path(config.submissions_dir) / ledger.NAME
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working directory when it is inside it: rows stay short and portable."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(resolved)
