@@ -26,6 +26,17 @@ def split_train_val(index: pd.DataFrame, val_fraction: float, seed: int):
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
+def training_index(config, log=print) -> pd.DataFrame:
+    """The fetched training index, less the cleaning exclusions, limited for quick runs."""
+    from kit.clean import apply_exclusions
+    from kit.fetch import read_index
+
+    index = read_index(config.data_dir, "train")
+    if config.use_exclusions:
+        index = apply_exclusions(index, config.data_dir, log)
+    return limit_index(index, config.limit, config.seed)
+
+
 def limit_index(index: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     """At most `limit` rows, keeping the class balance (for quick runs)."""
     if not limit or limit >= len(index):

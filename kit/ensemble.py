@@ -44,7 +44,7 @@ def train_features(config: Config, log=print) -> dict:
     (out / METRICS).unlink(missing_ok=True)
     fileio.write_json(out / "config.json", config.to_dict())
 
-    train = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
+    train = dataset.training_index(config, log)
     test = read_index(config.data_dir, "test")
     stages.done("index")
 
@@ -121,6 +121,6 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
     log(f"train: OOF log loss {metrics['oof_log_loss_raw']:.4f} raw, "
         f"{metrics['oof_log_loss_fixed_clip']:.4f} at [{fixed[0]}, {fixed[1]}], "
         f"{chosen_loss:.4f} at the chosen clip [{chosen}, {1 - chosen:.4f}]; accuracy {metrics['oof_accuracy']:.4f}")
-    log(f"train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
+    log("train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
     log(f"train: run saved in {out}")
     return metrics

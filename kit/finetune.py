@@ -154,7 +154,7 @@ def train_end_to_end(config: Config, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
     fileio.write_json(out / "config.json", config.to_dict())
-    train = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
+    train = dataset.training_index(config, log)
     test = read_index(config.data_dir, "test")
     usable = _usable(train, config, log)
     train = train[usable].reset_index(drop=True)

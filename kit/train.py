@@ -16,7 +16,6 @@ import pandas as pd
 
 from kit import dataset, fileio, images, models, provenance, score
 from kit.config import Config
-from kit.fetch import read_index
 
 METRICS = "metrics.json"
 
@@ -40,7 +39,7 @@ def train(config: Config, log=print) -> dict:
 def train_cnn(config: Config, log=print) -> dict:
     import keras
 
-    index = dataset.limit_index(read_index(config.data_dir, "train"), config.limit, config.seed)
+    index = dataset.training_index(config, log)
     keras.utils.set_random_seed(config.seed)
     out = run_dir(config)
     out.mkdir(parents=True, exist_ok=True)

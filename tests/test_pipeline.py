@@ -81,4 +81,4 @@ def test_demo_command_end_to_end(tmp_path):
     submission = tmp_path / "submissions" / "demo.csv"
     scored = score.score_file(submission, tmp_path / "data" / "demo-source" / "test_labels.csv")
     assert 0 < scored["log_loss"] < 5
-    assert f"demo: submission submissions/demo.csv" in result.stdout
+    assert "demo: submission submissions/demo.csv" in result.stdout

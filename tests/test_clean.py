@@ -1,0 +1,140 @@
+"""Every cleaning check on a synthetic competition with planted anomalies, and a clean image left alone."""
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit import clean, config, fetch, synthetic, train
+from kit.errors import KitError
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The synthetic competition plus: a dog picture labelled cat, a twin with the other label,
+    a train picture that is also in test, and a name from the published lists."""
+    root = tmp_path_factory.mktemp("clean")
+    competition = synthetic.make_competition(root / "src", n_train=120, n_test=10, seed=7)
+    rng = np.random.default_rng(11)
+    dog_as_cat = synthetic.encode_jpeg(synthetic.draw_image(rng, 1))
+    twin = synthetic.encode_jpeg(synthetic.draw_image(rng, 0))
+    leaked = synthetic.encode_jpeg(synthetic.draw_image(rng, 1))
+    with zipfile.ZipFile(competition / "train.zip", "a") as zf:
+        zf.writestr("train/cat.70001.jpg", dog_as_cat)
+        zf.writestr("train/cat.70002.jpg", twin)
+        zf.writestr("train/dog.70002.jpg", twin)
+        zf.writestr("train/dog.70003.jpg", leaked)
+        zf.writestr("train/cat.4085.jpg", synthetic.encode_jpeg(synthetic.draw_image(rng, 0)))  # on a public list
+    with zipfile.ZipFile(competition / "test.zip", "a") as zf:
+        zf.writestr("test/11.jpg", leaked)
+    sample = pd.read_csv(competition / "sample_submission.csv")
+    pd.concat([sample, pd.DataFrame({"id": [11], "label": [0.5]})]).to_csv(competition / "sample_submission.csv", index=False)
+    data = fetch.fetch_from(competition, root / "data", log=lambda *_: None)
+    cfg = config.resolve("cpu", {"backbones": "tiny@32", "weights": "none", "folds": 3, "data_dir": str(data),
+                                 "cache_dir": str(root / "cache"), "runs_dir": str(root / "runs")})
+    return cfg, root
+
+
+def _reasons(flags):
+    return {(f.file, f.reason.split(":")[0]) for f in flags}
+
+
+def test_files_check_names_each_bad_file(planted):
+    cfg, _ = planted
+    index = fetch.read_index(cfg.data_dir, "train")
+    found = _reasons(clean.check_files(index))
+    assert found == {("cat.90001", "empty-file"), ("dog.90002", "truncated"), ("dog.90006", "too-small"),
+                     ("cat.90007", "not-an-image")}
+
+
+def test_known_lists(planted):
+    cfg, _ = planted
+    flags = clean.check_known(fetch.read_index(cfg.data_dir, "train"))
+    assert [(f.file, f.reason, f.score) for f in flags] == [("cat.4085", "known:mislabelled+seed004", 2.0)]
+    with pytest.raises(KitError, match="unknown anomaly list 'mine'"):
+        clean.check_known(fetch.read_index(cfg.data_dir, "train"), ("mine",))
+
+
+def test_duplicates_conflicting_labels_and_test_leak(planted):
+    cfg, _ = planted
+    flags = clean.check_duplicates(fetch.read_index(cfg.data_dir, "train"), fetch.read_index(cfg.data_dir, "test"))
+    assert {(f.file, f.reason, f.action) for f in flags} == {
+        ("cat.70002", "duplicate-conflict:dog.70002", "exclude"),
+        ("dog.70002", "duplicate-conflict:cat.70002", "exclude"),
+        ("dog.70003", "duplicate-of-test:11", "review"),
+    }
+
+
+def test_imagenet_check_with_planted_scores(planted):
+    cfg, _ = planted
+    index = fetch.read_index(cfg.data_dir, "train").head(6).copy()
+    index["label"] = [1, 1, 0, 0, 1, 0]
+    probs = np.full((6, 1000), 1e-4)
+    probs[0, 200] = probs[2, 282] = probs[4, 155] = probs[5, 284] = 0.9   # in-class top-1
+    probs[1, 900:1000] = np.linspace(0.02, 0.05, 100)                          # a dog whose top-60 holds no dog
+    probs[3, 286] = 0.9                                                        # a "cat" that looks like a cougar
+    flags = clean.check_imagenet(index, {"a": probs, "b": probs})
+    assert [f.file for f in flags] == [index["id"][1], index["id"][3]]
+    assert all(f.reason == "imagenet" and f.score == 1.0 for f in flags)
+    assert clean.check_imagenet(index, {"a": probs}, big_cats=True)[-1].file == index["id"][1]
+    # A majority of the voters must agree: one of three is not enough.
+    agreeable = probs.copy()
+    agreeable[1, 160] = agreeable[3, 281] = 0.95
+    assert clean.check_imagenet(index, {"a": probs, "b": agreeable, "c": agreeable}) == []
+    assert [f.score for f in clean.check_imagenet(index, {"a": probs, "b": probs, "c": agreeable})] == [2 / 3, 2 / 3]
+
+
+def test_label_noise_ranks_the_relabelled_image_first(planted, tmp_path):
+    from kit.tfquiet import import_keras
+
+    cfg, _ = planted
+    cfg = config.Config(**{**cfg.to_dict(), "cache_dir": str(tmp_path)})
+    import_keras().utils.set_random_seed(0)   # the tiny backbone's weights are random: pin them
+    index = fetch.read_index(cfg.data_dir, "train")
+    oof = clean.oof_from_features(index, cfg, log=lambda *_: None)
+    flags = clean.check_label_noise(oof, threshold=1.0, top=3)
+    assert "cat.70001" in [f.file for f in flags], [f.file for f in flags]
+    assert all(f.reason == "label-noise" for f in flags)
+    assert flags == sorted(flags, key=lambda f: f.score)
+
+
+def test_label_noise_threshold():
+    oof = pd.DataFrame({"id": ["a", "b", "c"], "label": [1, 0, 1], "blend": [0.01, 0.5, 0.99]})
+    assert [(f.file, round(f.score, 2)) for f in clean.check_label_noise(oof, 0.05)] == [("a", 0.01)]
+
+
+def test_clean_command_writes_report_sheet_exclusions_and_training_honours_them(planted):
+    cfg, root = planted
+    summary = clean.run_clean(cfg, checks=("files", "known", "duplicates"), report_dir=root / "report",
+                              log=lambda *_: None)
+    report = pd.read_csv(summary["report"])
+    assert list(report.columns) == ["file", "label", "reason", "score", "action"]
+    excluded = set(pd.read_csv(summary["exclusions"])["id"])
+    assert excluded == {"cat.90001", "dog.90002", "dog.90006", "cat.90007", "cat.4085", "cat.70002", "dog.70002"}
+    assert "cat.0" not in set(report["file"]), "a clean image is not flagged"
+    sheet = __import__("cv2").imread(summary["contact_sheet"])
+    assert sheet is not None and sheet.std() > 0
+    messages = []
+    from kit import dataset
+
+    kept = dataset.training_index(cfg, log=messages.append)
+    assert not excluded & set(kept["id"]) and len(kept) == 120 + 7 + 5 - 7
+    assert any("excluded 7 training images" in m for m in messages)
+    everything = dataset.training_index(config.Config(**{**cfg.to_dict(), "use_exclusions": False}))
+    assert len(everything) == 120 + 7 + 5
+
+
+def test_rebalance_keeps_class_counts(planted, tmp_path):
+    cfg, root = planted
+    index = fetch.read_index(cfg.data_dir, "train")
+    excluded = ["cat.4085", "cat.70002", "dog.70002"]
+    additions = pd.read_csv(clean.rebalance(index, excluded, tmp_path, seed=0))
+    assert sorted(additions["label"]) == [0, 0, 1]
+    assert all(__import__("os").path.getsize(p) > 0 for p in additions["path"])
+
+
+def test_unknown_check_is_refused(planted):
+    cfg, root = planted
+    with pytest.raises(KitError, match="unknown check 'eyes'"):
+        clean.run_clean(cfg, checks=("eyes",), report_dir=root / "r2")
