@@ -54,31 +54,39 @@ def main() -> None:
         print(f"extract squeezenet@{size}+layers: {f.seconds:.0f} s ({f.computed} computed)", file=sys.stderr)
 
     def x_of(*names, views=slice(None)):
-        return np.concatenate([blocks[n].features[:, views] for n in names], axis=2)
+        return features.image_vectors([blocks[n].features[:, views] for n in names])
+
+    def standardised(*names):
+        """The same features with per-feature standardising instead of sqrt + unit length."""
+        from sklearn.preprocessing import StandardScaler
+
+        raw = np.concatenate([blocks[n].features.mean(axis=1) for n in names], axis=1)
+        return StandardScaler().fit_transform(raw)
 
     variants = [
         ("227, original view only", lambda: x_of("227", views=slice(0, 1)), "logreg"),
         ("227, flip-averaged", lambda: x_of("227"), "logreg"),
+        ("227 + 299, standardised instead of sqrt + L2", lambda: standardised("227", "299"), "logreg-std"),
         ("227 + 299", lambda: x_of("227", "299"), "logreg"),
         ("227 + 299 + 384", lambda: x_of("227", "299", "384"), "logreg"),
         ("227 + 299, fire7/8 pooled too", lambda: x_of("227+layers", "299+layers"), "logreg"),
-        ("227 + 299 + 384, fire7/8 at 227/299", lambda: x_of("227+layers", "299+layers", "384"), "logreg"),
-        ("227 + 299, dense head", lambda: x_of("227", "299"), "dense"),
-        ("227 + 299 + 384, fire7/8, dense head", lambda: x_of("227+layers", "299+layers", "384"), "dense"),
+        ("227 + 299 + 384, dense head", lambda: x_of("227", "299", "384"), "dense"),
     ]
     rows, oofs = [], {}
     for name, make_x, head in variants:
         x = make_x()
         started = time.time()
-        fit = heads.logreg if head == "logreg" else heads.dense
-        kwargs = {"epochs": args.head_epochs} if head == "dense" else {}
-        result = fit(x, y, x[:2], args.folds, 0, log=lambda *_: None, **kwargs)
+        if head == "dense":
+            result = heads.dense(x, y, x[:2], args.folds, 0, epochs=args.head_epochs, log=lambda *_: None)
+        else:
+            grid = (0.001, 0.003, 0.01, 0.03, 0.1) if head == "logreg-std" else heads.LOGREG_C_GRID
+            result = heads.logreg(x, y, x[:2], args.folds, 0, grid=grid, log=lambda *_: None)
         oofs[name] = result.oof
-        rows.append(_row(name, x.shape[2], result.oof, y, time.time() - started))
-    best_lr, best_dense = variants[5][0], variants[7][0]
-    both = np.stack([oofs[best_lr], oofs[best_dense]], axis=1)
+        rows.append(_row(name, x.shape[1], result.oof, y, time.time() - started))
+    lr, dense = variants[4][0], variants[6][0]
+    both = np.stack([oofs[lr], oofs[dense]], axis=1)
     w = blend.blend_weights(both, y)
-    rows.append(_row(f"blend of the last logreg and dense (w={w[0]:.2f}/{w[1]:.2f})", 0, both @ w, y, 0))
+    rows.append(_row(f"blend: 227+299+384 logreg and dense (w={w[0]:.2f}/{w[1]:.2f})", 0, both @ w, y, 0))
 
     print(f"\n{'variant':58} {'dims':>5} {'raw':>7} {'[.005]':>7} {'chosen':>13} {'acc':>7} {'s':>5}")
     for r in rows:

@@ -286,10 +286,10 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     blocks = [features.extract(index["path"], ex, config.cache_dir, config.batch_size, config.workers,
                                config.min_side, log) for ex in config.extractors()]
     ok = np.logical_and.reduce([b.ok for b in blocks])
-    x = np.concatenate([b.features for b in blocks], axis=2)[ok]
+    x = features.image_vectors([b.features for b in blocks])[ok]
     kept = index[ok].reset_index(drop=True)
     result = heads.run_kfold("logreg", heads.logreg_fold, x, kept["label"].to_numpy(), x[:1],
-                             config.folds, config.seed, c=0.1)
+                             config.folds, config.seed, c=30.0)
     return kept[["id", "label"]].assign(blend=result.oof)
 
 

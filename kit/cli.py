@@ -196,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_lock(args):
+    """Commands that write into a data directory hold its lock; the others need none."""
+    import contextlib
+
+    from kit import lock
+
+    if args.command == "demo":
+        return lock.exclusive(_resolve_demo(args).data_dir)
+    if args.command in ("fetch", "train", "predict", "clean"):
+        return lock.exclusive(getattr(args, "data_dir", None) or _resolve(args).data_dir)
+    return contextlib.nullcontext()
+
+
 def main(argv=None) -> int:
     # Quiet TensorFlow's C++ start-up chatter; users still see Keras progress and warnings.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -209,7 +222,8 @@ def main(argv=None) -> int:
             from kit.tfquiet import import_keras
 
             import_keras()
-        args.func(args)
+        with _data_lock(args):
+            args.func(args)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from kit import fetch, fileio, kaggle_api
+from kit import faults, fetch, fileio, kaggle_api
 from kit.errors import KitError
 
 RECORD = "download.json"
@@ -62,6 +62,7 @@ def download(slug: str, folder: Path, force: bool, log=print) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with _progress(archive):
         kaggle_api.download(slug, folder, force)
+    faults.point("download")
     size = archive.stat().st_size / 1e6 if archive.is_file() else 0.0
     log(f"fetch: have {archive.name} ({size:.1f} MB) after {time.time() - started:.0f} s")
 

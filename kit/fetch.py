@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from kit import fileio
+from kit import faults, fileio
 from kit.errors import KitError
 
 SPLITS = ("train", "test")
@@ -126,6 +126,7 @@ def extract_zip(archive: Path, data_dir: Path, split: str, log=print) -> Path:
             target = partial / PurePosixPath(info.filename).name
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            faults.point("extract")
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)

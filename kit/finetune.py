@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, fileio, heads, score
+from kit import accel, backbones, dataset, faults, fileio, heads, score
 from kit.config import Config
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
@@ -90,6 +90,7 @@ class SaveLast:
                 with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
                     self.model.save(tmp)
                 fileio.write_json(folder / f"state-{phase}.json", {"epoch": epoch + 1, "logs": logs or {}})
+                faults.point("train-epoch")
 
         return _SaveLast()
 
@@ -144,6 +145,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     with fileio.atomic_path(done) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, val=val_pred, test=test_pred, test_ok=test_ok)
+    faults.point("fold")
     return val_pred, test_pred, test_ok
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import dataset, fileio, images, provenance, score
+from kit import dataset, faults, fileio, images, provenance, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
@@ -82,6 +82,7 @@ def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=pr
     # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
     with fileio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
+        faults.point("submission")
         fileio.write_json(path.with_suffix(".json"), {
             "file": path.name,
             "sha256": fileio.sha256(tmp),

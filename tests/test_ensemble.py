@@ -135,7 +135,17 @@ def _separable(n=120, d=6, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     x = rng.normal(size=(n, 2, d)) + (y[:, None, None] * 2.0 - 1.0) * 0.8
-    return x.astype(np.float32), y, x[:20]
+    x = features.image_vectors([x.astype(np.float32)])
+    return x, y, x[:20]
+
+
+def test_image_vectors_average_views_and_normalise_each_block():
+    a = np.abs(np.random.default_rng(0).normal(size=(5, 2, 4))).astype(np.float32)
+    b = 100 * a[:, :, :3]
+    x = features.image_vectors([a, b])
+    assert x.shape == (5, 7)
+    assert np.allclose(np.linalg.norm(x[:, :4], axis=1), 1) and np.allclose(np.linalg.norm(x[:, 4:], axis=1), 1)
+    assert np.allclose(x[:, :4], np.sqrt(a.mean(1)) / np.linalg.norm(np.sqrt(a.mean(1)), axis=1, keepdims=True))
 
 
 @pytest.mark.parametrize("name", sorted(heads.HEADS))
