@@ -19,9 +19,11 @@ CONFIG_ARGS := --preset $(PRESET) $(if $(filter-out $(PRESET),$(RUN)),--set run=
                $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
 RUN_DIR    := runs/$(RUN)
 SUBMISSION := submissions/$(RUN).csv
+REPORT     := reports/$(RUN)/index.html
+LAYER  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test fetch train predict score submit submissions clean clean-data venv
+.PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv
 
 help: ## list the targets
 	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
@@ -51,12 +53,21 @@ fetch: | $(STAMP) ## download (kaggle client) or take FROM=dir, extract and inde
 $(RUN_DIR)/metrics.json: $(DATA)/fetch.json
 	$(KIT) train $(CONFIG_ARGS)
 
-train: $(RUN_DIR)/metrics.json ## train the PRESET (skipped when the run is finished)
+# The report follows the run, and its submission when there is one (or `make predict` is writing it).
+$(REPORT): $(RUN_DIR)/metrics.json $(if $(filter predict,$(MAKECMDGOALS)),$(SUBMISSION),$(wildcard $(SUBMISSION)))
+	$(KIT) report $(RUN)
+
+train: $(REPORT) ## train the PRESET (skipped when the run is finished); writes its report
+	@echo "report: $(REPORT)"
 
 $(SUBMISSION): $(RUN_DIR)/metrics.json
 	$(KIT) predict $(CONFIG_ARGS)
 
-predict: $(SUBMISSION) ## write submissions/RUN.csv, clipped and checked
+predict: $(SUBMISSION) $(REPORT) ## write submissions/RUN.csv, clipped and checked; refreshes the report
+	@echo "report: $(REPORT)"
+
+report: | $(STAMP) ## (re)build reports/RUN/index.html (default: the latest finished run; LAYER=name for activations)
+	$(KIT) report $(if $(filter command line environment,$(origin RUN) $(origin PRESET)),$(RUN)) $(if $(LAYER),--layer $(LAYER))
 
 score: $(SUBMISSION) ## log loss of the submission against LABELS=csv
 	$(KIT) score $(SUBMISSION) --labels $(LABELS)

@@ -111,6 +111,21 @@ def cmd_report(args):
     report.build(report.find_run(args.run, args.runs_dir), args.reports_dir, layer=args.layer)
 
 
+def cmd_kernels(args):
+    from kit import kernel_remote, kernels
+
+    options = kernels.BuildOptions(args.weights_dataset, args.machine_shape)
+    kernel_remote.run_command(args.action, args.name, _resolve(args), args.kernels_dir, options=options,
+                              check=args.check, wait=args.wait, interval=args.interval, message=args.message,
+                              force=args.force)
+
+
+def cmd_blend(args):
+    from kit import blend_outputs
+
+    blend_outputs.blend_dirs(args.dirs, _resolve(args), args.name)
+
+
 def cmd_demo(args):
     from kit import demo
 
@@ -188,6 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
     p.add_argument("--layer", help="layer whose activations are shown (default: a convolution a third of the way in)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("kernels", help="Kaggle GPU kernels built from the kit: build, list, push, status, output, submit")
+    p.add_argument("action", choices=("build", "list", "push", "status", "output", "submit"))
+    p.add_argument("name", nargs="?", help="the kernel (`kernels list` names them)")
+    p.add_argument("--kernels-dir", default="kernels", help="where the kernels are built (default: kernels)")
+    p.add_argument("--weights-dataset", metavar="OWNER/SLUG", help="build: weights from this Kaggle dataset, internet off")
+    p.add_argument("--machine-shape", default="NvidiaTeslaT4", help="build: Kaggle machine (default: NvidiaTeslaT4)")
+    p.add_argument("--check", action="store_true", help="build: only check that the kernels match the kit")
+    p.add_argument("--wait", action="store_true", help="status: poll until the kernel has finished")
+    p.add_argument("--interval", type=float, default=60.0, help="status --wait: seconds between polls (default 60)")
+    p.add_argument("-m", "--message", help="submit: description shown on Kaggle (default: kernel NAME)")
+    p.add_argument("--force", action="store_true", help="output: even from a kernel that failed; submit: as submit --force")
+    _config_options(p)
+    p.set_defaults(func=cmd_kernels)
+
+    p = sub.add_parser("blend", help="blend the OOF and test predictions of kernel outputs or runs into one submission")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="folders with oof.csv and test_predictions.csv "
+                                                          "(submissions/<kernel>/ or runs/<run>/)")
+    p.add_argument("--name", default="blend", help="writes submissions/NAME.csv and its sidecar (default: blend)")
+    _config_options(p)
+    p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("demo", help="synthetic competition -> fetch -> train -> predict -> score, offline")
     p.add_argument("--config", dest="config_file", metavar="FILE", help="JSON file of config overrides")

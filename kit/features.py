@@ -104,6 +104,10 @@ def feature_model(extractor: Extractor):
     from kit.tfquiet import import_keras
 
     keras = import_keras()
+    if extractor.weights is None:
+        # Random weights must be the same random weights every time, or cached rows from two
+        # builds would be mixed; weights=None is for tests and smoke runs.
+        keras.utils.set_random_seed(0)
     model = backbones.build(extractor.backbone, weights=extractor.weights, input_size=extractor.size)
     if not extractor.layers:
         return model

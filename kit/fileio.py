@@ -10,6 +10,10 @@ import tempfile
 from pathlib import Path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temp path in the target's directory; rename it over the target on success.
@@ -23,6 +27,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; the result should look like any other file
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:

@@ -24,6 +24,7 @@ from kit.config import Config
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
 from kit.generators import Augment, ImageBatches, keras_dataset
+from kit.plots import WatchCurves
 from kit.tfquiet import import_keras
 from kit.train import METRICS, keras_verbosity, run_dir
 
@@ -111,7 +112,9 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
                       metrics=["accuracy"])
     callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
                  keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-                 SaveLast(folder, phase)]
+                 SaveLast(folder, phase),
+                 WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
+                             folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
     model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
               initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity())
     with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
@@ -175,6 +178,9 @@ def train_end_to_end(config: Config, log=print) -> dict:
             oof[va] = val_pred
             test_pred += fold_test / config.folds
             test_ok &= ok
+            spent = time.time() - started   # hours-long on Kaggle: say when this model will be done
+            log(f"finetune: {name}: {fold + 1}/{config.folds} folds in {spent:.0f} s, "
+                f"about {spent / (fold + 1) * (config.folds - fold - 1):.0f} s to go for this model")
         results.append(heads.HeadResult(name, oof, test_pred, score.log_loss(y, oof),
                                         {"unfreeze": config.unfreeze, "epochs": config.epochs},
                                         time.time() - started))

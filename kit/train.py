@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import dataset, fileio, images, models, provenance, score
+from kit import dataset, fileio, images, models, plots, provenance, score
 from kit.config import Config
 
 METRICS = "metrics.json"
@@ -60,7 +60,7 @@ def train_cnn(config: Config, log=print) -> dict:
     model.fit(x_train, y_train, validation_data=(x_val, val_df["label"].to_numpy()),
               epochs=config.epochs, batch_size=config.batch_size, verbose=keras_verbosity(),
               callbacks=[keras.callbacks.CSVLogger(str(out / "history.csv")),
-                         KeepBest(out / "model.keras")])
+                         KeepBest(out / "model.keras"), plots.WatchCurves(out / "history.csv", out / "curves.png", config.run)])
 
     best = keras.models.load_model(out / "model.keras")
     probs = best.predict(x_val, batch_size=config.batch_size, verbose=0).ravel()

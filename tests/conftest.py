@@ -42,3 +42,23 @@ def run_kit(*args, cwd=None, env=None, timeout=600):
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "kit", *map(str, args)], cwd=cwd or REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+RELIABILITY_KINDS = {"fault": "faults injected", "bad_input": "bad inputs tried", "secret": "secret checks"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many faults, bad inputs and secret checks ran, and how many passed."""
+    counts = {kind: [0, 0] for kind in RELIABILITY_KINDS}
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call":
+                continue
+            for kind in RELIABILITY_KINDS:
+                if kind in getattr(report, "keywords", {}):
+                    counts[kind][0] += 1
+                    counts[kind][1] += outcome == "passed"
+    if any(total for total, _ in counts.values()):
+        terminalreporter.write_sep("-", "reliability")
+        for kind, (total, passed) in counts.items():
+            terminalreporter.write_line(f"{RELIABILITY_KINDS[kind]}: {total} ({passed} passed)")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import clean, config, fetch, synthetic, train
+from kit import clean, config, fetch, synthetic
 from kit.errors import KitError
 
 

@@ -1,0 +1,202 @@
+"""Run reports: the page and its PNGs for tiny cnn and features runs, Grad-CAM, activations, live curves."""
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_kit
+from kit import config, predict, report, train
+from kit.errors import KitError
+
+TINY_CNN = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
+TINY_FEATURES = {"backbones": "tiny@32", "weights": "none", "heads": "logreg,dense", "folds": 3, "head_epochs": 5}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _trained(root: Path, preset: str, overrides: dict, fetched) -> config.Config:
+    cfg = config.resolve(preset, {**overrides, "data_dir": str(fetched), "runs_dir": str(root / "runs"),
+                                  "submissions_dir": str(root / "subs"), "cache_dir": str(root / "cache")})
+    train.train(cfg, log=lambda *_: None)
+    predict.predict(cfg, log=lambda *_: None)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cnn_page(fetched, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cnn")
+    cfg = _trained(root, "demo", {**TINY_CNN, "run": "tinycnn"}, fetched)
+    clean = root / "reports" / "clean"
+    clean.mkdir(parents=True)
+    _write_png(clean / "contact_sheet.png")
+    (clean / "report.csv").write_text("path,reason\na.jpg,duplicate\n")
+    return report.build(report.find_run(None, cfg.runs_dir), root / "reports", log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def features_page(fetched, tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    cfg = _trained(root, "cpu", {**TINY_FEATURES, "run": "tinyfeat"}, fetched)
+    return report.build(report.find_run("tinyfeat", cfg.runs_dir), root / "reports", log=lambda *_: None)
+
+
+def _write_png(path: Path) -> None:
+    import cv2
+
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8))
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links = []
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def _links(page: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(page.read_text())
+    return parser.links
+
+
+def _check_png(path: Path) -> None:
+    import cv2
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 1000, path
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and picture.std() > 1, f"{path} is blank or does not decode"
+
+
+@pytest.mark.parametrize("which", ["cnn_page", "features_page"])
+def test_page_links_only_to_existing_valid_files(which, request):
+    page = request.getfixturevalue(which)
+    links = _links(page)
+    assert links, "the page shows something"
+    for link in links:
+        assert "://" not in link and not link.startswith("//"), f"{link}: the page must work offline"
+        target = (page.parent / link).resolve()
+        assert target.is_file(), f"{link} does not exist"
+        if target.suffix == ".png":
+            _check_png(target)
+    for png in page.parent.glob("*.png"):
+        _check_png(png)
+        assert png.name in links, f"{png.name} is written but not shown"
+    assert not [p for p in page.parent.parent.iterdir() if p.name.startswith(".")], "no partial build left behind"
+
+
+def test_cnn_page_has_every_section(cnn_page):
+    text = cnn_page.read_text()
+    pngs = {p.name for p in cnn_page.parent.glob("*.png")}
+    assert {"curves-model.png", "calibration.png", "mistakes.png", "uncertain.png", "gradcam.png",
+            "activations.png", "filters.png"} <= pngs
+    assert "../clean/contact_sheet.png" in _links(cnn_page) and "(1 rows)" in text
+    assert "the logit of prob_dog before its sigmoid" in text
+    assert "validation log loss" in text and "chosen clip" in text
+    assert "2 unreadable test files" in text
+
+
+def test_features_page_explains_its_stand_in_and_has_no_curves(features_page):
+    text = features_page.read_text()
+    assert "a features run has no training epochs" in text
+    assert not list(features_page.parent.glob("curves*.png"))
+    assert "logistic regression on tiny@32" in text and "stand-in" in text
+    assert "No cleaning report yet" in text
+    for stage in ("index", "blend"):
+        assert f"<td>{stage}</td>" in text, "the timings table lists the stages"
+
+
+def test_find_run_refuses_unfinished_and_reserved_names(tmp_path):
+    with pytest.raises(KitError, match="no finished run"):
+        report.find_run(None, tmp_path)
+    (tmp_path / "half").mkdir()
+    with pytest.raises(KitError, match="not finished"):
+        report.find_run("half", tmp_path)
+    result = run_kit("report", "half", "--runs-dir", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_histories_of_a_finetune_run_join_the_phases(tmp_path):
+    from kit import plots
+
+    fold = tmp_path / "tiny@32" / "fold0"
+    fold.mkdir(parents=True)
+    row = "epoch,accuracy,loss,val_accuracy,val_loss\n"
+    (fold / "history-warmup.csv").write_text(row + "0,0.6,0.7,0.6,0.68\n")
+    (fold / "history-finetune.csv").write_text(row + "0,0.7,0.6,0.7,0.6\n1,0.8,0.5,0.75,0.55\n")
+    (tmp_path / "tiny@32" / "fold1").mkdir()            # a fold that has not started: left out
+    histories = report.training_histories(tmp_path, "finetune")
+    assert [(model, [name for name, _ in folds]) for model, folds in histories] == [("tiny@32", ["fold0"])]
+    frame, starts = plots.read_history(histories[0][1][0][1])
+    assert frame["step"].tolist() == [1, 2, 3] and starts == [2]
+    _check_png(plots.curves([("fold0", frame, starts)], tmp_path / "c.png"))
+
+
+# --------------------------------------------------------------------------- Grad-CAM and activations
+
+
+@pytest.mark.parametrize("name,size", [("tiny", 32), ("squeezenet", 64)])
+def test_gradcam_and_activations_on_backbones(name, size):
+    from kit import backbones, gradcam
+
+    net = backbones.build(name, weights=None, input_size=size)
+    rng = np.random.default_rng(0)
+    batch = backbones.preprocess(name, rng.integers(0, 256, (2, size, size, 3)))
+    direction = (rng.normal(size=net.output.shape[-1]), 0.0)
+    for cam in (gradcam.gradcam(net, batch), gradcam.gradcam(net, batch, direction=direction, target="w")):
+        assert cam.heat.shape == (2, size, size)
+        assert cam.heat.min() >= 0 and cam.heat.max() <= 1 and cam.heat.std() > 0.01
+        assert cam.layer == {"tiny": "conv3", "squeezenet": "fire9_concat"}[name]
+    assert cam.target == "w"
+    layer = gradcam.default_activation_layer(net)
+    maps = gradcam.activations(net, batch[:1], layer.name)
+    assert maps.ndim == 4 and maps.shape[-1] == layer.filters
+    kernel_name, kernel = gradcam.first_conv_kernel(net)
+    assert kernel_name == "conv1" and kernel.shape[:3] == (3, 3, 3)
+    with pytest.raises(KitError, match="no layer 'nope'"):
+        gradcam.activations(net, batch, "nope")
+
+
+def test_gradcam_explains_the_cnn_logit_towards_the_chosen_class(cnn_page):
+    from kit import gradcam
+    from kit.tfquiet import import_keras
+
+    keras = import_keras()
+    model = keras.models.load_model(Path(cnn_page).parents[2] / "runs" / "tinycnn" / "model.keras")
+    batch = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    dog = gradcam.gradcam(model, batch, sides=[1, 1])
+    cat = gradcam.gradcam(model, batch, sides=[-1, -1])
+    assert dog.layer == gradcam.conv_layers(model)[-1].name
+    assert "logit of prob_dog" in dog.target
+    assert dog.heat.shape == (2, 32, 32) and not np.allclose(dog.heat, cat.heat)
+
+
+# --------------------------------------------------------------------------- curves while training
+
+
+def test_watch_curves_redraws_after_every_epoch(tmp_path):
+    from kit import plots
+    from kit.tfquiet import import_keras
+
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).normal(size=(32, 4))
+    y = (x[:, 0] > 0).astype(float)
+    drawn = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            drawn.append((tmp_path / "curves.png").stat().st_mtime_ns)
+
+    csv = tmp_path / "history.csv"
+    model.fit(x, y, validation_split=0.25, epochs=2, verbose=0,
+              callbacks=[keras.callbacks.CSVLogger(str(csv)), plots.WatchCurves(csv, tmp_path / "curves.png"), Spy()])
+    assert len(drawn) == 2 and len(pd.read_csv(csv)) == 2
+    _check_png(tmp_path / "curves.png")
+    csv.write_text("a,b\n1,2,3,4\n")   # a log that does not parse must not stop training
+    plots.WatchCurves(csv, tmp_path / "curves.png").on_epoch_end(0)
