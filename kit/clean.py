@@ -116,18 +116,21 @@ def imagenet_probs(index: pd.DataFrame, backbone: str, weights: str, batch_size:
     return out
 
 
-def check_label_noise(oof: pd.DataFrame, threshold: float = 0.05, top: int = 0) -> list[Flag]:
+def check_label_noise(oof: pd.DataFrame, threshold: float = 0.05, top: int = 0,
+                      exclude_below: float = 0.01) -> list[Flag]:
     """OOF predictions giving the labelled class less than `threshold`; score is that probability.
 
     oof has columns id, label, blend (a run's oof.csv). Sorted most contradictory first;
-    `top` > 0 keeps only that many.
+    `top` > 0 keeps only that many. Only the strongest contradictions (below `exclude_below`)
+    are excluded; the rest are hard but often genuine pictures, flagged for review.
     """
     p_label = np.where(oof["label"] == 1, oof["blend"], 1 - oof["blend"])
     frame = oof.assign(p=p_label).sort_values("p")
     frame = frame[frame["p"] < threshold]
     if top:
         frame = frame.head(top)
-    return [Flag(r.id, int(r.label), "label-noise", float(r.p)) for r in frame.itertuples()]
+    return [Flag(r.id, int(r.label), "label-noise", float(r.p), "exclude" if r.p < exclude_below else "review")
+            for r in frame.itertuples()]
 
 
 def phash(image: np.ndarray) -> int:
@@ -165,7 +168,8 @@ def near_pairs(a: np.ndarray, b: np.ndarray, max_distance: int, same: bool = Fal
 
 def check_duplicates(train: pd.DataFrame, test: pd.DataFrame, max_distance: int = 4) -> list[Flag]:
     """Twins in train with different labels (both excluded: which one is right is unknown),
-    and train images that also appear in test (kept, reported). Score is the Hamming distance."""
+    same-label twins and train images that also appear in test (kept, for review). Score is
+    the Hamming distance between the perceptual hashes."""
     h_train, ok_train = hashes(train["path"])
     h_test, ok_test = hashes(test["path"])
     flags = []
@@ -176,6 +180,8 @@ def check_duplicates(train: pd.DataFrame, test: pd.DataFrame, max_distance: int 
         if labels[a] != labels[b]:
             flags.append(Flag(ids[a], int(labels[a]), f"duplicate-conflict:{ids[b]}", float(d)))
             flags.append(Flag(ids[b], int(labels[b]), f"duplicate-conflict:{ids[a]}", float(d)))
+        else:   # harmless to train on, but a twin split across folds flatters the OOF score
+            flags.append(Flag(ids[b], int(labels[b]), f"duplicate:{ids[a]}", float(d), "review"))
     te = np.nonzero(ok_test)[0]
     for i, j, d in near_pairs(h_train[tr], h_test[te], max_distance):
         a, b = tr[i], te[j]
@@ -201,15 +207,20 @@ def write_report(flags: list[Flag], report_dir: Path, data_dir: Path) -> tuple[P
 
 def contact_sheet(flags: list[Flag], index: pd.DataFrame, path: Path, thumb: int = 160, columns: int = 8,
                   limit: int = 200) -> Path:
-    """One PNG of the flagged images, each captioned with file, label, reason and score."""
+    """One PNG of the flagged images, one tile per file, captioned with file, label, action,
+    and each reason with its score."""
     import cv2
 
     paths = dict(zip(index["id"], index["path"]))
-    chosen = flags[:limit]
+    by_file: dict[str, list[Flag]] = {}
+    for flag in flags:
+        by_file.setdefault(flag.file, []).append(flag)
+    chosen = list(by_file.values())[:limit]
     rows = max(1, -(-len(chosen) // columns))
     caption = 44
     sheet = np.full((rows * (thumb + caption), columns * thumb, 3), 255, np.uint8)
-    for n, flag in enumerate(chosen):
+    for n, group in enumerate(chosen):
+        flag = group[0]
         r, c = divmod(n, columns)
         y, x = r * (thumb + caption), c * thumb
         image = images.load_image(paths.get(flag.file, ""), target=thumb, min_side=1)
@@ -219,7 +230,9 @@ def contact_sheet(flags: list[Flag], index: pd.DataFrame, path: Path, thumb: int
         else:
             tile = images.resize_square(image, thumb)
         sheet[y:y + thumb, x:x + thumb] = tile
-        lines = [f"{flag.file} ({'dog' if flag.label else 'cat'})", f"{flag.reason[:24]} {flag.score:.3g}"]
+        action = "excluded" if any(f.action == "exclude" for f in group) else "review"
+        lines = [f"{flag.file} ({'dog' if flag.label else 'cat'}) {action}",
+                 " ".join(f"{f.reason.split(':')[0]}:{f.score:.2g}" for f in group)[:30]]
         for k, text in enumerate(lines):
             cv2.putText(sheet, text, (x + 4, y + thumb + 16 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                         (30, 30, 30) if k == 0 else (0, 0, 170), 1, cv2.LINE_AA)
@@ -333,8 +346,8 @@ def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), kn
     report_path, exclusions = write_report(flags, report_dir, config.data_dir)
     sheet = contact_sheet(flags, train, report_dir / "contact_sheet.png")
     excluded = sorted(set(pd.read_csv(exclusions)["id"]))
-    log(f"clean: {len(excluded)} of {len(train)} training images excluded "
-        f"({sum(f.action == 'review' for f in flags)} more flags for review only)")
+    review = set(f.file for f in flags) - set(excluded)
+    log(f"clean: {len(excluded)} of {len(train)} training images excluded; {len(review)} more flagged for review")
     if rebalance_classes:
         additions = rebalance(train, excluded, config.data_dir, config.seed)
         log(f"clean: rebalanced with {len(pd.read_csv(additions))} augmented copies in {additions}")
