@@ -23,7 +23,7 @@ REPORT     := reports/$(RUN)/index.html
 LAYER  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv
+.PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv bench
 
 help: ## list the targets
 	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
@@ -81,6 +81,35 @@ submissions: | $(STAMP) ## refresh public scores from Kaggle and print the submi
 clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DATA/exclusions.csv (CHECKS=...)
 	$(KIT) clean --preset $(if $(filter baseline,$(PRESET)),cpu,$(PRESET)) $(if $(CHECKS),--checks $(CHECKS)) \
 	  $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
+
+bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, cpu levers, the cpu preset
+	cd bench && $(abspath $(PY)) loading.py && $(abspath $(PY)) extraction.py && $(abspath $(PY)) cost_shape.py \
+	  && $(abspath $(PY)) cpu_levers.py && $(abspath $(PY)) cpu_preset.py
+
+# Kaggle kernels: kernels/<name>/ is generated from the kit (`make kernels`), pushed under your username.
+KERNEL ?=
+DIRS   ?=
+WAIT   ?=
+KERNEL_MSG = $(if $(filter command line environment,$(origin MSG)),$(MSG),kernel $(KERNEL) from make kernel-submit)
+.PHONY: kernels kernel-push kernel-status kernel-output kernel-submit blend
+
+kernels: | $(STAMP) ## rebuild kernels/<name>/ (script + kernel-metadata.json) for every Kaggle kernel
+	$(KIT) kernels build
+
+kernel-push: | $(STAMP) ## push kernels/KERNEL to Kaggle as your private GPU kernel (KERNEL=gpu-modern)
+	$(KIT) kernels push $(KERNEL)
+
+kernel-status: | $(STAMP) ## the Kaggle status of KERNEL (WAIT=1 polls until it has finished)
+	$(KIT) kernels status $(KERNEL) $(if $(WAIT),--wait)
+
+kernel-output: | $(STAMP) ## download KERNEL's output to submissions/KERNEL/, its submission to submissions/KERNEL.csv
+	$(KIT) kernels output $(KERNEL) $(CONFIG_ARGS)
+
+kernel-submit: | $(STAMP) ## submit submissions/KERNEL.csv through the ledger (MSG='...')
+	$(KIT) kernels submit $(KERNEL) -m "$(KERNEL_MSG)" $(CONFIG_ARGS)
+
+blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DIRS='submissions/a submissions/b')
+	$(KIT) blend $(DIRS) $(CONFIG_ARGS)
 
 clean: ## delete runs and reports (never the data or submissions)
 	rm -rf runs reports

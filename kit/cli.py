@@ -254,11 +254,12 @@ def main(argv=None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 2
-        if args.command in ("train", "predict", "demo", "clean"):
-            from kit.tfquiet import import_keras
-
-            import_keras()
+        # The lock resolves the config first, so a bad option fails before TensorFlow loads.
         with _data_lock(args):
+            if args.command in ("train", "predict", "demo", "clean"):
+                from kit.tfquiet import import_keras
+
+                import_keras()
             args.func(args)
     except KitError as e:
         print(f"error: {e}", file=sys.stderr)
