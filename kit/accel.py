@@ -23,10 +23,14 @@ def strategy():
     return tf.distribute.MirroredStrategy() if len(gpus()) > 1 else tf.distribute.get_strategy()
 
 
-def set_precision(mode: str = "auto") -> str:
+def precision_policy(mode: str = "auto") -> str:
     """mixed_float16 on GPUs (about 2x on tensor cores), float32 on CPUs where it would be slower."""
-    keras = import_keras()
     use_mixed = mode == "mixed" or (mode == "auto" and bool(gpus()))
-    policy = "mixed_float16" if use_mixed else "float32"
+    return "mixed_float16" if use_mixed else "float32"
+
+
+def set_precision(mode: str = "auto") -> str:
+    keras = import_keras()
+    policy = precision_policy(mode)
     keras.mixed_precision.set_global_policy(policy)
     return policy

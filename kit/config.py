@@ -80,10 +80,9 @@ class Config:
             _check_choice("heads", head, HEADS)
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)
-        if self.method != "cnn":
-            if not _split(self.backbones):
-                raise KitError(f"config: method={self.method} needs backbones, e.g. backbones=squeezenet@227")
-            self.extractors()   # validates names and sizes
+        if self.method != "cnn" and not _split(self.backbones):
+            raise KitError(f"config: method={self.method} needs backbones, e.g. backbones=squeezenet@227")
+        self.extractors()   # validates backbone names and sizes, whatever the method
 
     def extractors(self):
         """The `backbones` string as feature extractors, checked against the registry."""

@@ -254,3 +254,77 @@ def submission_states(slug: str, refs) -> dict[int, dict]:
             if len(batch) < SUBMISSIONS_PAGE_SIZE or wanted <= found.keys():
                 break
     return found
+
+
+# --- kernels ----------------------------------------------------------------------------------
+
+KERNEL_FINAL = ("COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED")
+
+
+def username() -> str:
+    """The Kaggle user the credentials belong to: from the environment or kaggle.json without the client,
+    else (an access token) as the client learns it when it authenticates."""
+    stored = _read_json(config_file())
+    known = os.environ.get("KAGGLE_USERNAME") or stored.get("username")
+    if known:
+        return str(known)
+    with _client(COMPETITION, "finding your Kaggle username", "python -m kit kernels push", "try again") as (api, _):
+        found = api.get_config_value("username")
+    if not found:
+        raise KitError("the Kaggle credentials name no user: set KAGGLE_USERNAME to your Kaggle username")
+    return str(found)
+
+
+@contextlib.contextmanager
+def _kernel_client(ref: str, action: str, rerun: str):
+    """_client, with the kernel calls' own failures (the client raises ValueError when Kaggle denies a
+    kernel, and Kaggle denies rather than 404s a kernel it does not show you) in kernel terms."""
+    import requests
+
+    with _client(COMPETITION, action, rerun, f"rerun `{rerun}` in a while") as (api, chatter):
+        try:
+            yield api, chatter
+        except ValueError as error:
+            if "Cannot access kernel" in str(error):
+                raise KitError(f"Kaggle denied access to kernel {ref}: push it first (`make kernel-push`), or check "
+                               "that the credentials are for the account that pushed it") from None
+            raise KitError(f"{action} failed: {scrub(str(error).strip().splitlines()[0])}") from None
+        except requests.HTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            if status in (403, 404):
+                detail = scrub(str(error).strip().splitlines()[0]) if str(error).strip() else status
+                raise KitError(f"Kaggle refused {action} ({status}: {detail}): check that kernel {ref} belongs to "
+                               "these credentials' account, and that the account may use GPUs and internet "
+                               "(phone verification)") from None
+            raise
+
+
+def push_kernel(folder: Path, ref: str) -> dict:
+    """Push a kernel folder (its metadata already naming the owner); the new version and where to see it."""
+    rerun = "python -m kit kernels push"
+    with _kernel_client(ref, f"pushing kernel {ref}", rerun) as (api, chatter):
+        result = api.kernels_push(str(folder))
+    error = getattr(result, "error", "") if result is not None else "no answer"
+    if error:
+        said = _said(chatter)
+        raise KitError(f"Kaggle did not take kernel {ref}: {scrub(str(error))}{' (' + said + ')' if said else ''}")
+    invalid = [f"{kind} {', '.join(map(str, items))}" for kind, items in (
+        ("datasets", getattr(result, "invalid_dataset_sources", None)),
+        ("competitions", getattr(result, "invalid_competition_sources", None))) if items]
+    return {"url": getattr(result, "url", "") or "", "version": getattr(result, "version_number", None),
+            "invalid_sources": invalid}
+
+
+def kernel_status(ref: str) -> tuple[str, str]:
+    """(status name, failure message) of the kernel's latest version."""
+    with _kernel_client(ref, f"asking for the status of kernel {ref}", "python -m kit kernels status") as (api, _):
+        result = api.kernels_status(ref)
+    status = getattr(result, "status", None)
+    return getattr(status, "name", str(status)), scrub(getattr(result, "failure_message", "") or "")
+
+
+def kernel_output(ref: str, folder: Path) -> list[Path]:
+    """Download the latest version's output files and log into folder."""
+    with _kernel_client(ref, f"downloading the output of kernel {ref}", "python -m kit kernels output") as (api, _):
+        paths, _token = api.kernels_output(ref, str(folder), force=True, quiet=True)
+    return [Path(p) for p in paths]

@@ -20,7 +20,7 @@ from kit.train import is_finished, keras_verbosity, run_dir, saved_metrics, writ
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
 
 
-def predict(config: Config, log=print) -> Path:
+def predict(config: Config, log=print, path=None) -> Path:
     if not is_finished(config):
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
     test = read_index(config.data_dir, "test")
@@ -29,7 +29,7 @@ def predict(config: Config, log=print) -> Path:
         probs, local = _ensemble_predictions(config, test)
     else:
         probs, local = _cnn_predictions(config, test, log)
-    return write_submission(test["id"], probs, sample["id"], config, local, log)
+    return write_submission(test["id"], probs, sample["id"], config, local, log, path=path)
 
 
 def _cnn_predictions(config: Config, test: pd.DataFrame, log):
@@ -66,16 +66,19 @@ def clip_bounds(config: Config) -> tuple[float, float]:
     return config.clip_low, config.clip_high
 
 
-def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=print) -> Path:
-    """Clip, validate, then write submissions/<run>.csv and its .json sidecar atomically.
+def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=print, *, path=None, clip=None,
+                     extra: dict | None = None) -> Path:
+    """Clip, validate, then write submissions/<run>.csv (or `path`) and its .json sidecar atomically.
 
     `local` holds the labels and predictions the local score comes from (validation split or
-    out-of-fold), so the sidecar's score uses exactly this submission's clip bounds.
+    out-of-fold), so the sidecar's score uses exactly this submission's clip bounds. A caller
+    with no run behind it (a blend of kernel outputs) passes the `clip` it chose and `extra`
+    sidecar keys.
     """
-    low, high = clip_bounds(config)
+    low, high = clip or clip_bounds(config)
     frame = score.validate_submission(pd.DataFrame({"id": ids, "label": score.clip(probs, low, high)}), sample_ids,
                                       source=f"predictions of run {config.run}")
-    path = Path(config.submissions_dir) / f"{config.run}.csv"
+    path = Path(path or Path(config.submissions_dir) / f"{config.run}.csv")
     metrics = saved_metrics(config)
     local_loss = score.log_loss(local["labels"], score.clip(local["probs"], low, high))
     fixed_loss = score.log_loss(local["labels"], score.clip(local["probs"], config.clip_low, config.clip_high))
@@ -90,7 +93,7 @@ def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=pr
             "git_commit": provenance.git_commit(),
             "run": config.run,
             "clip": [low, high],
-            "clip_mode": config.clip_mode if metrics.get("clip_chosen") else "fixed",
+            "clip_mode": config.clip_mode if clip or metrics.get("clip_chosen") else "fixed",
             "local_score_kind": local["kind"],
             "local_log_loss": local_loss,
             "local_log_loss_fixed_clip": {"clip": [config.clip_low, config.clip_high], "log_loss": fixed_loss},
@@ -98,6 +101,7 @@ def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=pr
             "local_accuracy": score.accuracy(local["labels"], local["probs"]),
             "n_rows": len(frame),
             "config": config.to_dict(),
+            **(extra or {}),
         })
     log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
         f"local {local['kind']} log loss {local_loss:.4f}")

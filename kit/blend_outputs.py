@@ -1,0 +1,141 @@
+"""`python -m kit blend DIR...`: one submission from the predictions of several kernels or runs.
+
+Each DIR is a downloaded kernel output (submissions/<kernel>/) or a finished local run
+(runs/<run>/) holding oof.csv and test_predictions.csv. Every model column of every DIR
+is one input of the blend, named DIR:model, and the weights and the clip are fitted on
+the out-of-fold predictions exactly as within one run. That is only sound when every DIR
+predicted the same training images out of fold, so rows are aligned by id and DIRs that
+cover different images are refused rather than silently intersected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit import blend, score
+from kit.config import Config
+from kit.errors import KitError
+from kit.fetch import SAMPLE
+
+OOF, TEST = "oof.csv", "test_predictions.csv"
+NOT_MODELS = ("id", "label", "blend")
+
+
+@dataclasses.dataclass
+class Aligned:
+    """Every model's OOF and test predictions, rows in one order for all of them."""
+
+    names: list[str]
+    ids: np.ndarray
+    labels: np.ndarray
+    oof: np.ndarray          # [n_train, n_models]
+    test_ids: np.ndarray
+    test: np.ndarray         # [n_test, n_models]
+
+
+def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
+    """Blend the DIRs' models on OOF, choose the clip, write submissions/<name>.csv and its sidecar."""
+    from kit.predict import write_submission
+
+    folders = [Path(d) for d in dirs]
+    aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})
+    weights = blend.blend_weights(aligned.oof, aligned.labels)
+    oof_blend, test_blend = aligned.oof @ weights, aligned.test @ weights
+    if config.clip_mode == "oof":
+        low, _ = blend.choose_clip(oof_blend, aligned.labels)
+        clip = (low, 1 - low)
+    else:
+        clip = (config.clip_low, config.clip_high)
+    losses = {n: score.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
+    for model, loss in losses.items():
+        log(f"blend: {model}: OOF log loss {loss:.4f}, weight {weights[aligned.names.index(model)]:.3f}")
+    extra = {"blend": {
+        "sources": {label: str(folder) for label, folder in labelled(folders).items()},
+        "weights": {n: float(w) for n, w in zip(aligned.names, weights)},
+        "models_oof_log_loss": losses,
+        "oof_log_loss_raw": score.log_loss(aligned.labels, oof_blend),
+        "n_oof": int(len(aligned.ids)),
+    }}
+    local = {"kind": "oof", "labels": aligned.labels, "probs": oof_blend}
+    sample = score.read_csv(sample_path(config, folders), "sample submission")
+    return write_submission(aligned.test_ids, test_blend, sample["id"], dataclasses.replace(config, run=name),
+                            local, log, clip=clip, extra=extra)
+
+
+def labelled(folders: list[Path]) -> dict[str, Path]:
+    """A short label per folder (its name), or the path as given where two folders share a name."""
+    names = [f.name for f in folders]
+    if len(set(map(str, folders))) < len(folders):
+        raise KitError("the same folder is named twice: each DIR is blended once")
+    return {(f.name if names.count(f.name) == 1 else str(f)): f for f in folders}
+
+
+def read_predictions(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    for name in (OOF, TEST):
+        if not (folder / name).is_file():
+            raise KitError(f"{folder} has no {name}: give folders of kernel outputs (`make kernel-output`) or "
+                           "finished runs of a features, finetune or frozen preset")
+    return _read(folder / OOF, ("id", "label")), _read(folder / TEST, ("id",))
+
+
+def _read(path: Path, needed: tuple) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise KitError(f"{path} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise KitError(f"{path} has no {missing[0]!r} column: is it a kit run's predictions?")
+    return frame
+
+
+def align(outputs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> Aligned:
+    """Rows aligned by id across outputs, in the first output's order; refuses differing image sets."""
+    first = next(iter(outputs))
+    base_oof, base_test = outputs[first]
+    names, oof_cols, test_cols = [], [], []
+    for label, (oof, test) in outputs.items():
+        models = [c for c in oof.columns if c not in NOT_MODELS]
+        if not models or any(m not in test.columns for m in models):
+            raise KitError(f"{label}: {OOF} and {TEST} must hold the same model columns besides id, label, blend")
+        oof = _by_id(oof, label, OOF, base_oof["id"], first, "training images out of fold")
+        test = _by_id(test, label, TEST, base_test["id"], first, "test images")
+        if not np.array_equal(oof["label"].to_numpy(), base_oof["label"].to_numpy()):
+            raise KitError(f"{label} and {first} disagree on the labels of some training images: "
+                           "they were trained on different data")
+        names += [f"{label}:{m}" for m in models]
+        oof_cols += [oof[m].to_numpy(float) for m in models]
+        test_cols += [test[m].to_numpy(float) for m in models]
+    return Aligned(names, base_oof["id"].to_numpy(), base_oof["label"].to_numpy(int),
+                   np.stack(oof_cols, axis=1), base_test["id"].to_numpy(), np.stack(test_cols, axis=1))
+
+
+def _by_id(frame: pd.DataFrame, label: str, file: str, ids: pd.Series, first: str, what: str) -> pd.DataFrame:
+    if frame["id"].duplicated().any():
+        raise KitError(f"{label}/{file} lists some ids twice")
+    here, there = set(frame["id"]), set(ids)
+    if here != there:
+        raise KitError(f"{label} and {first} predicted different {what} ({_some(there - here)} only in {first}, "
+                       f"{_some(here - there)} only in {label}): blend only runs made on the same images "
+                       "(same data, exclusions and limit)")
+    return frame.set_index("id").loc[ids].reset_index()
+
+
+def _some(ids: set) -> str:
+    shown = ", ".join(map(str, sorted(ids, key=str)[:3]))
+    return f"{len(ids)}" + (f" e.g. {shown}" if ids else "")
+
+
+def sample_path(config: Config, folders: list[Path]) -> Path:
+    """The fetched competition's sample submission, else the copy a kernel wrote beside its output."""
+    candidates = [Path(config.data_dir) / SAMPLE] + [f / SAMPLE for f in folders]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise KitError(f"no {SAMPLE} to check the blend against: run `python -m kit fetch` (or `make fetch`), "
+                   f"or give a kernel output folder, which holds one")
+

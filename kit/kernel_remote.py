@@ -1,0 +1,168 @@
+"""`python -m kit kernels push|status|output|submit NAME`: a kernel's round trip through Kaggle.
+
+push sends kernels/<name>/ as the authenticated user's private kernel (the committed files
+name a placeholder owner; the push fills in the user's name in a temp copy, and refuses a
+kernel older than the kit); status follows it; output downloads what it wrote into
+submissions/<name>/ and puts its submission beside the others as submissions/<name>.csv
+with its sidecar; submit sends that file through the same checks and ledger as
+`python -m kit submit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from kit import fileio, kaggle_api, kernels
+from kit.config import Config
+from kit.errors import KitError
+from kit.fetch import SAMPLE
+
+SUBMISSION, SIDECAR, DONE = "submission.csv", "submission.json", "kernel.json"
+
+
+def run_command(action: str, name: str | None, config: Config, kernels_dir: str = "kernels", *,
+                options: kernels.BuildOptions = kernels.BuildOptions(), check: bool = False, wait: bool = False,
+                interval: float = 60.0, message: str | None = None, force: bool = False, log=print):
+    """`python -m kit kernels ACTION [NAME]`."""
+    if action == "build":
+        if check:
+            kernels.check_fresh(Path(kernels_dir))
+            log(f"kernels: {kernels_dir} is up to date with the kit")
+            return None
+        return kernels.build(Path(kernels_dir), options, log)
+    if action == "list":
+        return show(Path(kernels_dir), log)
+    if not name:
+        names = ", ".join(s.name for s in kernels.kernel_specs())
+        raise KitError(f"kernels {action} needs a kernel name (make: KERNEL=name); the kernels are: {names}")
+    kernels.find_spec(name)
+    if action == "push":
+        return push(name, Path(kernels_dir), log)
+    if action == "status":
+        return status(name, wait=wait, interval=interval, log=log)
+    if action == "output":
+        return output(name, config, force=force, log=log)
+    if action == "submit":
+        return submit(name, message or f"kernel {name}", config, force=force, log=log)
+    raise KitError(f"unknown kernels action {action!r}")
+
+
+def show(kernels_dir: Path, log=print) -> list[str]:
+    names = []
+    for spec in kernels.kernel_specs():
+        script = kernels_dir / spec.name / f"{spec.name}.py"
+        size = f"{script.stat().st_size // 1024} KB" if script.is_file() else "not built"
+        what = f"{spec.preset}, backbone {spec.backbone}" if spec.backbone else f"{spec.preset}, every backbone"
+        log(f"{spec.name:<32} {what:<48} {size}")
+        names.append(spec.name)
+    return names
+
+
+def push(name: str, kernels_dir: Path, log=print) -> dict:
+    folder = kernels_dir / name
+    metadata = fileio.read_json(folder / kernels.METADATA)
+    if not metadata:
+        raise KitError(f"no {folder / kernels.METADATA}: run `make kernels` first")
+    kernels.check_fresh(kernels_dir, [name])
+    kaggle_api.check_credentials()
+    ref = f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
+    with tempfile.TemporaryDirectory(prefix="kit-push-") as tmp:
+        staged = Path(tmp) / name
+        shutil.copytree(folder, staged)
+        fileio.write_text(staged / kernels.METADATA, _json({**metadata, "id": ref}))
+        result = kaggle_api.push_kernel(staged, ref)
+    for problem in result["invalid_sources"]:
+        log(f"kernel-push: warning: Kaggle did not accept the {problem} as inputs")
+    log(f"kernel-push: pushed {ref} (version {result['version']}): {result['url']}")
+    log(f"kernel-push: `make kernel-status KERNEL={name}` follows it; `make kernel-output KERNEL={name}` "
+        "downloads its results once it is COMPLETE")
+    return {"ref": ref, **result}
+
+
+def status(name: str, wait: bool = False, interval: float = 60.0, log=print, sleep=time.sleep) -> str:
+    """The kernel's status; with wait, poll until it is final, printing each change."""
+    ref = kernel_ref(name)
+    started, last = time.time(), None
+    while True:
+        state, failure = kaggle_api.kernel_status(ref)
+        if state != last:
+            waited = f" (after {time.time() - started:.0f} s)" if last else ""
+            log(f"kernel-status: {ref} is {state}{waited}" + (f": {failure}" if failure else ""))
+            last = state
+        if not wait or state in kaggle_api.KERNEL_FINAL:
+            break
+        sleep(interval)
+    if state == "COMPLETE":
+        log(f"kernel-status: `make kernel-output KERNEL={name}` downloads its results")
+    elif state == "ERROR":
+        log(f"kernel-status: `python -m kit kernels output {name} --force` downloads its log")
+    return state
+
+
+def output(name: str, config: Config, force: bool = False, log=print) -> Path:
+    """Download the output into submissions/<name>/ (swapped in whole), then submissions/<name>.csv + sidecar."""
+    ref = kernel_ref(name)
+    state, failure = kaggle_api.kernel_status(ref)
+    if state != "COMPLETE" and not force:
+        hint = ("pass --force to download its log" if state in kaggle_api.KERNEL_FINAL
+                else f"`make kernel-status KERNEL={name} WAIT=1` waits for it")
+        raise KitError(f"kernel {ref} is {state}{': ' + failure if failure else ''}, so it has no fresh output: {hint}")
+    submissions = Path(config.submissions_dir)
+    target, partial = submissions / name, submissions / f".{name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    files = kaggle_api.kernel_output(ref, partial)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
+    log(f"kernel-output: {len(files)} files from {ref} in {target}")
+    if not (target / DONE).is_file():
+        log(f"kernel-output: warning: no {DONE} in the output, so the kernel did not finish; see {target}")
+    if not (target / SUBMISSION).is_file() or not (target / SIDECAR).is_file():
+        if not force:
+            raise KitError(f"the output of {ref} has no {SUBMISSION} with its {SIDECAR}; its log is in {target}")
+        return target
+    return publish_submission(target, submissions / f"{name}.csv", ref, log)
+
+
+def publish_submission(folder: Path, path: Path, ref: str, log=print) -> Path:
+    """The kernel's submission as submissions/<name>.csv: sidecar first, CSV last, as predict writes them."""
+    sidecar = fileio.read_json(folder / SIDECAR)
+    sidecar.update(file=path.name, kernel=ref, kernel_output=str(folder))
+    with fileio.atomic_path(path) as tmp:
+        shutil.copyfile(folder / SUBMISSION, tmp)
+        if sidecar.get("sha256") != fileio.sha256(tmp):
+            raise KitError(f"{folder / SUBMISSION} does not match its sidecar (sha256): download it again")
+        fileio.write_json(path.with_suffix(".json"), sidecar)
+    local = sidecar.get("local_log_loss")
+    log(f"kernel-output: wrote {path}" + (f" (local OOF log loss {local:.4f})" if local is not None else "")
+        + f"; `make kernel-submit KERNEL={path.stem}` submits it")
+    return path
+
+
+def submit(name: str, message: str, config: Config, force: bool = False, log=print) -> dict:
+    """Submit submissions/<name>.csv, checked against the fetched competition or the kernel's copy of the sample."""
+    from kit import submit as submitting
+
+    path = Path(config.submissions_dir) / f"{name}.csv"
+    if not path.is_file():
+        raise KitError(f"no {path}: run `make kernel-output KERNEL={name}` first")
+    kernel_copy = Path(config.submissions_dir) / name
+    if not (Path(config.data_dir) / SAMPLE).is_file() and (kernel_copy / SAMPLE).is_file():
+        config = dataclasses.replace(config, data_dir=str(kernel_copy))
+    return submitting.submit(path, message, config, force=force, log=log)
+
+
+def kernel_ref(name: str) -> str:
+    kaggle_api.check_credentials()
+    return f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=2) + "\n"

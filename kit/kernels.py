@@ -1,0 +1,371 @@
+"""Kaggle kernels built from the kit: for each, one self-contained script and its kernel-metadata.json.
+
+A kernel runs on Kaggle with no access to this repository, so its script carries the kit's
+sources as text (the modules the kernel imports, found by following `import kit...`
+statements from kit.kernel_run, plus kit/data) and a bootstrap that writes them to a temp
+folder first on sys.path. Text rather than a compressed archive: the files must rebuild
+byte for byte on any machine (deflate output differs between zlib builds), a diff of a
+rebuilt kernel shows exactly which lines of the kit changed, and it stays far below
+Kaggle's 1 MB source limit.
+
+The files are generated and committed; `python -m kit kernels build` rewrites them, and a
+test fails when they no longer match the kit. They name the owner as OWNER_PLACEHOLDER,
+which `kernels push` replaces with the authenticated user's name in a temp copy, so the
+committed files are the same for everyone and hold nothing about anyone.
+
+The functions under "pure" compute; only `read_sources`, `build` and `stale` touch files.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import COMPETITION, fileio
+from kit.config import PRESETS, resolve
+from kit.errors import KitError
+
+KERNEL_PRESETS = ("gpu-classic", "gpu-modern")
+OWNER_PLACEHOLDER = "{KAGGLE_USERNAME}"
+SLUG_PREFIX = "dvc-kit-"
+DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"      # Kaggle's "GPU T4 x2"
+METADATA = "kernel-metadata.json"
+ENTRY_MODULE = "kit.kernel_run"
+KIT_DIR = Path(__file__).resolve().parent
+DEFAULT_OUT = Path("kernels")
+SOURCE_LIMIT = 1_000_000                     # Kaggle refuses a longer kernel source
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel: a preset, whole or narrowed to one of its backbones (so backbones can run in parallel)."""
+
+    name: str
+    preset: str
+    backbone: str = ""
+
+    @property
+    def overrides(self) -> dict:
+        return {"run": self.name, **({"backbones": self.backbone} if self.backbone else {})}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Choices that apply to every kernel of a build; recorded in the metadata, so `stale` can read them back."""
+
+    weights_dataset: str | None = None       # "owner/slug" of a dataset holding the weights files: internet off
+    machine_shape: str = DEFAULT_MACHINE_SHAPE
+
+
+# --- pure: what the kernels are ---------------------------------------------------------------
+
+def kernel_specs(presets=KERNEL_PRESETS) -> list[KernelSpec]:
+    """A kernel per preset and, for a preset of several backbones, one per backbone."""
+    specs = []
+    for preset in presets:
+        specs.append(KernelSpec(preset, preset))
+        tokens = [t.strip() for t in PRESETS[preset].get("backbones", "").split(",") if t.strip()]
+        if len(tokens) > 1:
+            specs += [KernelSpec(f"{preset}-{backbone_slug(token)}", preset, token) for token in tokens]
+    return specs
+
+
+def find_spec(name: str, specs=None) -> KernelSpec:
+    specs = kernel_specs() if specs is None else specs
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KitError(f"unknown kernel {name!r}; the kernels are: {', '.join(s.name for s in specs)}")
+
+
+def backbone_slug(token: str) -> str:
+    """'efficientnetv2_s@384' -> 'efficientnetv2-s': Kaggle slugs allow only a-z, 0-9 and '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", token.partition("@")[0].lower()).strip("-")
+
+
+def kernel_slug(name: str) -> str:
+    return SLUG_PREFIX + name
+
+
+def kernel_title(name: str) -> str:
+    """A title Kaggle turns into exactly kernel_slug(name) (the client warns when they disagree)."""
+    return SLUG_PREFIX.rstrip("-") + " " + name
+
+
+def check_options(options: BuildOptions) -> None:
+    dataset = options.weights_dataset
+    if dataset is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", dataset):
+        raise KitError(f"--weights-dataset {dataset!r}: expected OWNER/DATASET-SLUG, as in the dataset's URL")
+    if not re.fullmatch(r"[A-Za-z0-9]+", options.machine_shape):
+        raise KitError(f"--machine-shape {options.machine_shape!r}: expected a Kaggle machine shape such as "
+                       f"{DEFAULT_MACHINE_SHAPE}, NvidiaL4 or NvidiaTeslaA100")
+
+
+def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), owner: str = OWNER_PLACEHOLDER) -> dict:
+    """kernel-metadata.json as `kaggle kernels push` reads it.
+
+    Internet is on only to let Keras download ImageNet weights; with a weights dataset it is
+    off, which also keeps the kernel eligible for competitions that forbid internet.
+    """
+    dataset = options.weights_dataset
+    return {
+        "id": f"{owner}/{kernel_slug(spec.name)}",
+        "title": kernel_title(spec.name),
+        "code_file": f"{spec.name}.py",
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "enable_internet": dataset is None,
+        "competition_sources": [COMPETITION],
+        "dataset_sources": [dataset] if dataset else [],
+        "kernel_sources": [],
+        "model_sources": [],
+        "machine_shape": options.machine_shape,
+    }
+
+
+def options_from_metadata(metadata: dict) -> BuildOptions:
+    datasets = metadata.get("dataset_sources") or []
+    return BuildOptions(weights_dataset=datasets[0] if datasets else None,
+                        machine_shape=metadata.get("machine_shape") or DEFAULT_MACHINE_SHAPE)
+
+
+def sources_digest(sources: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+
+
+def kernel_settings(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict:
+    """The KERNEL dict the script hands to kit.kernel_run.main."""
+    return {"name": spec.name, "preset": spec.preset, "overrides": spec.overrides,
+            "weights_dataset": options.weights_dataset, "sources_sha256": sources_digest(sources)}
+
+
+def kernel_script(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> str:
+    """The kernel's source: jupytext percent cells, so it also opens as a notebook."""
+    settings = kernel_settings(spec, options, sources)
+    entries = "".join(f"    {name!r}: {_literal(text)},\n" for name, text in sorted(sources.items()))
+    cells = [
+        _HEADER,
+        _markdown(_description(spec, options, settings["sources_sha256"])),
+        "# %%\nKERNEL = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(settings.items())) + "}\n",
+        _markdown(f"The kit's sources ({len(sources)} files), as text; the next cell writes them to a temp "
+                  "folder and puts it first on `sys.path`."),
+        "# %%\nKIT_SOURCES = {\n" + entries + "}\n",
+        "# %%\n" + _BOOTSTRAP,
+        "# %%\nfrom kit import kernel_run\n\nSUMMARY = kernel_run.main(KERNEL, KIT_DIR)\n",
+    ]
+    return "\n\n".join(cell.rstrip("\n") for cell in cells) + "\n"
+
+
+def kernel_files(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict[str, bytes]:
+    """File name -> bytes for kernels/<name>/."""
+    script = kernel_script(spec, options, sources).encode()
+    if len(script) >= SOURCE_LIMIT:
+        raise KitError(f"kernel {spec.name} would be {len(script)} bytes; Kaggle refuses sources of 1 MB or more")
+    metadata = json.dumps(kernel_metadata(spec, options), indent=2) + "\n"
+    return {f"{spec.name}.py": script, METADATA: metadata.encode()}
+
+
+def module_closure(modules: dict[str, str], entry: str = ENTRY_MODULE) -> list[str]:
+    """The kit modules `entry` can reach through import statements, anywhere in a module (lazy ones too).
+
+    `modules` maps module names to source text; names of things that are not modules
+    (`from kit import COMPETITION`) are skipped.
+    """
+    seen, todo = set(), [entry, "kit"]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in modules:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(modules[name])):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        todo += [name.rsplit(".", 1)[0]] if "." in name else []   # a package's __init__ runs first
+    return sorted(seen)
+
+
+# --- side effects: reading the kit, writing kernels --------------------------------------------
+
+def read_sources(kit_dir: Path = KIT_DIR) -> dict[str, str]:
+    """'kit/<path>' -> text for the modules the kernel needs and every file under kit/data."""
+    modules = {}
+    for path in sorted(kit_dir.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            relative = path.relative_to(kit_dir).with_suffix("")
+            parts = [p for p in relative.parts if p != "__init__"]
+            modules[".".join(["kit", *parts])] = _read_text(path)
+    sources = {}
+    for module in module_closure(modules):
+        path = kit_dir.joinpath(*module.split(".")[1:])
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        sources["kit/" + path.relative_to(kit_dir).as_posix()] = modules[module]
+    for path in sorted((kit_dir / "data").rglob("*")):
+        if path.is_file():
+            sources["kit/" + path.relative_to(kit_dir).as_posix()] = _read_text(path)
+    return sources
+
+
+def build(out_dir: Path = DEFAULT_OUT, options: BuildOptions = BuildOptions(), log=print) -> list[Path]:
+    """Write every kernel's files (only those that changed), and remove kernels that no longer exist."""
+    check_options(options)
+    out_dir = Path(out_dir)
+    sources = read_sources()
+    specs = kernel_specs()
+    written = []
+    for spec in specs:
+        for name, data in kernel_files(spec, options, sources).items():
+            path = out_dir / spec.name / name
+            if not path.is_file() or path.read_bytes() != data:
+                with fileio.atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+                    tmp.chmod(0o644)   # a source file in the repository, not a private temp file
+                written.append(path)
+    for folder in generated_folders(out_dir):
+        if folder.name not in {s.name for s in specs}:
+            shutil.rmtree(folder)
+            log(f"kernels: removed {folder} (no such kernel any more)")
+    sizes = ", ".join(f"{s.name} {(out_dir / s.name / f'{s.name}.py').stat().st_size // 1024} KB" for s in specs)
+    log(f"kernels: {len(specs)} kernels in {out_dir} ({len(written)} files rewritten): {sizes}")
+    return written
+
+
+def stale(out_dir: Path = DEFAULT_OUT, names=None) -> list[str]:
+    """What in out_dir differs from a fresh build with the options its metadata records; [] when current.
+
+    `names` limits the check to those kernels (a push checks only the one it sends).
+    """
+    out_dir = Path(out_dir)
+    sources = read_sources()
+    specs = kernel_specs()
+    problems = []
+    for spec in specs:
+        if names is not None and spec.name not in names:
+            continue
+        metadata = fileio.read_json(out_dir / spec.name / METADATA)
+        for name, data in kernel_files(spec, options_from_metadata(metadata), sources).items():
+            path = out_dir / spec.name / name
+            if not path.is_file():
+                problems.append(f"{path} is missing")
+            elif path.read_bytes() != data:
+                problems.append(f"{path} differs from the kit")
+    if names is None:
+        problems += [f"{folder} is not a current kernel" for folder in generated_folders(out_dir)
+                     if folder.name not in {s.name for s in specs}]
+    return problems
+
+
+def check_fresh(out_dir: Path = DEFAULT_OUT, names=None) -> None:
+    """A KitError when the kernels (all, or those named) are out of date with the kit."""
+    problems = stale(out_dir, names)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise KitError(f"{problems[0]}{more}: run `make kernels` (python -m kit kernels build) to rebuild "
+                       "the kernels from the kit")
+
+
+def generated_folders(out_dir: Path) -> list[Path]:
+    """Sub-folders of out_dir that this builder wrote (their metadata carries our slug prefix)."""
+    if not Path(out_dir).is_dir():
+        return []
+    return [folder for folder in sorted(Path(out_dir).iterdir())
+            if str(fileio.read_json(folder / METADATA).get("id", "")).partition("/")[2].startswith(SLUG_PREFIX)]
+
+
+# --- text pieces ------------------------------------------------------------------------------
+
+_HEADER = """\
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---"""
+
+_BOOTSTRAP = '''\
+import sys
+import tempfile
+from pathlib import Path
+
+
+def unpack_kit(sources: dict) -> Path:
+    """Write the kit to a new folder first on sys.path, so `import kit` finds this copy and no other."""
+    folder = Path(tempfile.mkdtemp(prefix="kit-"))
+    for name, text in sources.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for module in [m for m in sys.modules if m == "kit" or m.startswith("kit.")]:
+        del sys.modules[module]   # a notebook re-running this cell must not keep the old copy
+    sys.path.insert(0, str(folder))
+    return folder
+
+
+KIT_DIR = unpack_kit(KIT_SOURCES)
+'''
+
+
+def _description(spec: KernelSpec, options: BuildOptions, digest: str) -> str:
+    config = resolve(spec.preset, spec.overrides)
+    what = (f"backbone `{spec.backbone}` of the `{spec.preset}` preset" if spec.backbone
+            else f"the `{spec.preset}` preset")
+    weights = (f"from the attached dataset `{options.weights_dataset}` (internet off)" if options.weights_dataset
+               else "downloaded by Keras (internet on)")
+    devices = ("Fine-tunes on every GPU (a mirrored strategy) in mixed precision."
+               if config.method in ("finetune", "frozen") else
+               "Extracts features on one GPU, then trains the heads on them.")
+    return f"""\
+# {kernel_title(spec.name)}
+
+Dogs vs. Cats Redux with {what}:
+method `{config.method}`, backbones `{config.backbones}`, {config.folds}-fold out-of-fold
+predictions, ImageNet weights {weights}.
+{devices}
+
+Reads the competition from `/kaggle/input/{COMPETITION}/` (zips or extracted folders) and
+writes to `/kaggle/working/`: `submission.csv` and its sidecar `submission.json`, `oof.csv`,
+`test_predictions.csv`, `metrics.json`, `config.json`, `sample_submission.csv`, `kit.log`,
+and `kernel.json` last.
+
+Generated by `python -m kit kernels build` from the kit (sources sha256 `{digest[:16]}`):
+change the kit and rebuild rather than editing this file. `KIT_KAGGLE_ROOT=DIR` plays it
+outside Kaggle with `DIR/input/{COMPETITION}/`."""
+
+
+def _markdown(text: str) -> str:
+    return "# %% [markdown]\n" + "\n".join(("# " + line).rstrip() for line in text.splitlines())
+
+
+def _literal(text: str) -> str:
+    """A triple-quoted literal that reads back as `text`, one source line per line.
+
+    Every quote and backslash is escaped, so no run of quotes in the text can end the
+    literal; a line that looks like a jupytext cell marker is disguised as an escape.
+    """
+    body = (text.replace("\\", "\\\\").replace("'", "\\'").replace("\r", "\\r").replace("\0", "\\x00"))
+    body = re.sub(r"^#(?= ?%%)", r"\\x23", body, flags=re.M)
+    return "'''\\\n" + body + "'''"
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise KitError(f"{path} is not UTF-8 text; a kernel can only carry text files") from None
+    return text.replace("\r\n", "\n")   # a Windows checkout must build the same bytes

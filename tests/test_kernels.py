@@ -1,0 +1,540 @@
+"""Kaggle kernels: the builder's pure parts, the committed files against a rebuild, every kernel run as
+Kaggle runs it (a fresh interpreter that cannot see this repository, a fake /kaggle), blending their
+outputs, and push / status / output / submit through the real client against the loopback emulator.
+
+Each kernel runs once per module, shrunk by KIT_KERNEL_OVERRIDES to a tiny CPU model; the kernels
+that run one backbone of a preset are marked slow (they add nothing but their own file).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from kit import COMPETITION, blend_outputs, kernel_remote, kernel_run, kernels, score, submit, synthetic
+from kit.config import Config, resolve
+from kit.errors import KitError
+
+SPECS = kernels.kernel_specs()
+KEY = "c0ffeec0ffee5ecre75ecre7c0ffeec0"       # must never show up in a kernel, its output or our output
+USER = "emulated-user"
+SECRETS = (KEY, base64.b64encode(f"{USER}:{KEY}".encode()).decode())
+TINY = {"backbones": "tiny@32", "weights": "none", "folds": 2, "heads": "logreg", "views": "orig", "epochs": 1,
+        "warmup_epochs": 1, "unfreeze": 0.0, "batch_size": 16}
+EXTRACTED = {"gpu-modern"}     # played with train/ and test/ folders; the others with Kaggle's zips
+
+needs_client = pytest.mark.skipif(importlib.util.find_spec("kaggle") is None,
+                                  reason="the official kaggle client is not installed")
+
+
+def assert_no_secret(*texts, folder: Path | None = None):
+    for text in texts:
+        assert not any(s in text for s in SECRETS), "a secret in the output (not shown here)"
+    for path in (folder.rglob("*") if folder else []):
+        if path.is_file() and path.name != "kaggle.json":
+            assert not any(s.encode() in path.read_bytes() for s in SECRETS), f"a secret in {path}"
+
+
+# --- fixtures: one build, one fake /kaggle/input, each kernel played once ---------------------------
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A fresh build, made with credentials in the environment that must not leak into it."""
+    out = tmp_path_factory.mktemp("built") / "kernels"
+    saved = {k: os.environ.get(k) for k in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    os.environ.update(KAGGLE_USERNAME=USER, KAGGLE_KEY=KEY)
+    try:
+        kernels.build(out, log=lambda *_: None)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def kaggle_input(tmp_path_factory) -> Path:
+    """Two fake /kaggle/input folders: the competition as zips (Kaggle today) and extracted (older kernels)."""
+    base = tmp_path_factory.mktemp("kaggle-input")
+    competition = synthetic.make_competition(base / "synthetic", n_train=40, n_test=8, planted=False)
+    shutil.copytree(competition, base / "zipped" / COMPETITION)
+    extracted = base / "extracted" / COMPETITION
+    extracted.mkdir(parents=True)
+    shutil.copy(competition / "sample_submission.csv", extracted)
+    for split in ("train", "test"):
+        with zipfile.ZipFile(competition / f"{split}.zip") as zf:
+            zf.extractall(extracted)
+    return base
+
+
+@dataclasses.dataclass
+class Played:
+    result: subprocess.CompletedProcess
+    working: Path
+    tmp: Path
+
+
+def play(script: Path, input_dir: Path, where: Path, overrides: dict | None = TINY) -> Played:
+    """Run a kernel script as Kaggle would, in isolated mode (-I: no PYTHONPATH, no user site, no script
+    folder on sys.path) from an empty folder, with its own fake /kaggle whose input is `input_dir`."""
+    root, cwd, tmp, home = (where / name for name in ("kaggle", "cwd", "tmp", "home"))
+    for folder in (root, cwd, tmp, home):
+        folder.mkdir(parents=True)
+    (root / "input").symlink_to(input_dir, target_is_directory=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(tmp),
+           "KIT_KAGGLE_ROOT": str(root), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY,
+           "PYTHONPATH": str(REPO)}   # would find the repository's kit, were it not for -I
+    if overrides is not None:
+        env["KIT_KERNEL_OVERRIDES"] = json.dumps(overrides)
+    result = subprocess.run([sys.executable, "-I", str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=300)
+    return Played(result, root / "working", tmp)
+
+
+@pytest.fixture(scope="module")
+def played(built, kaggle_input, tmp_path_factory):
+    """name -> Played, each kernel run at most once per module."""
+    cache: dict[str, Played] = {}
+
+    def get(name: str) -> Played:
+        if name not in cache:
+            layout = "extracted" if name in EXTRACTED else "zipped"
+            cache[name] = play(built / name / f"{name}.py", kaggle_input / layout, tmp_path_factory.mktemp(name))
+        return cache[name]
+
+    return get
+
+
+# --- the builder's pure parts -----------------------------------------------------------------------
+
+def test_a_kernel_per_preset_and_per_backbone():
+    assert [(s.name, s.preset, s.backbone) for s in SPECS] == [
+        ("gpu-classic", "gpu-classic", ""),
+        ("gpu-classic-xception", "gpu-classic", "xception@299"),
+        ("gpu-classic-inception-v3", "gpu-classic", "inception_v3@299"),
+        ("gpu-classic-resnet50", "gpu-classic", "resnet50@224"),
+        ("gpu-modern", "gpu-modern", ""),
+        ("gpu-modern-efficientnetv2-s", "gpu-modern", "efficientnetv2_s@384"),
+        ("gpu-modern-convnext-small", "gpu-modern", "convnext_small@288"),
+    ]
+    one = kernels.find_spec("gpu-modern-efficientnetv2-s")
+    assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "backbones": "efficientnetv2_s@384"}
+    with pytest.raises(KitError, match="unknown kernel 'gpu-huge'; the kernels are: gpu-classic, "):
+        kernels.find_spec("gpu-huge")
+
+
+def test_metadata_is_what_kaggle_push_reads():
+    spec = kernels.find_spec("gpu-classic-inception-v3")
+    meta = kernels.kernel_metadata(spec)
+    assert meta == {
+        "id": "{KAGGLE_USERNAME}/dvc-kit-gpu-classic-inception-v3", "title": "dvc-kit gpu-classic-inception-v3",
+        "code_file": "gpu-classic-inception-v3.py", "language": "python", "kernel_type": "script",
+        "is_private": True, "enable_gpu": True, "enable_tpu": False, "enable_internet": True,
+        "competition_sources": [COMPETITION], "dataset_sources": [], "kernel_sources": [], "model_sources": [],
+        "machine_shape": "NvidiaTeslaT4"}
+    for spec in SPECS:
+        meta = kernels.kernel_metadata(spec)
+        assert len(meta["title"]) <= 50
+        if importlib.util.find_spec("slugify"):   # the client's own check that title and id agree
+            from slugify import slugify
+
+            assert slugify(meta["title"]) == meta["id"].split("/")[1]
+    offline = kernels.BuildOptions(weights_dataset="someone/keras-imagenet-weights", machine_shape="NvidiaL4")
+    meta = kernels.kernel_metadata(spec, offline, owner="someone")
+    assert meta["id"] == "someone/dvc-kit-gpu-modern-convnext-small"
+    assert (meta["enable_internet"], meta["dataset_sources"], meta["machine_shape"]) == \
+        (False, ["someone/keras-imagenet-weights"], "NvidiaL4")
+    assert kernels.options_from_metadata(meta) == offline
+
+
+@pytest.mark.parametrize("options, message", [
+    (kernels.BuildOptions(weights_dataset="no-owner"), "expected OWNER/DATASET-SLUG"),
+    (kernels.BuildOptions(machine_shape="T4 x2"), "expected a Kaggle machine shape"),
+])
+def test_bad_build_options_are_refused(options, message):
+    with pytest.raises(KitError, match=message):
+        kernels.check_options(options)
+
+
+def test_closure_follows_every_import_of_a_kit_module():
+    modules = {"kit": "", "kit.kernel_run": "from kit import a\n\ndef later():\n    import kit.sub.deep\n",
+               "kit.a": "from kit.b import thing\nfrom kit import COMPETITION\n", "kit.b": "", "kit.sub": "",
+               "kit.sub.deep": "", "kit.report": "import kit.a\n"}
+    assert kernels.module_closure(modules) == ["kit", "kit.a", "kit.b", "kit.kernel_run", "kit.sub", "kit.sub.deep"]
+
+
+def test_script_carries_awkward_text_exactly():
+    awkward = {"kit/x.py": "q = '''a''' + \"\"\"b\"\"\"\npath = 'C:\\\\new\\table'\n# %% not a cell\n#%%\n\r\x00é'",
+               "kit/data/y.csv": "id,label\n1,0.5\n"}
+    text = kernels.kernel_script(kernels.find_spec("gpu-classic"), kernels.BuildOptions(), awkward)
+    assert _kit_sources(text) == awkward
+    assert [line for line in text.splitlines() if line.startswith("# %%")] == \
+        ["# %% [markdown]", "# %%", "# %% [markdown]", "# %%", "# %%", "# %%"]
+
+
+def _kit_sources(code: str) -> dict:
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "KIT_SOURCES":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no KIT_SOURCES in the script")
+
+
+# --- the generated files ----------------------------------------------------------------------------
+
+def test_committed_kernels_match_a_fresh_build(built):
+    committed = REPO / "kernels"
+    files = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert files(committed) == files(built), "kernels/ holds other files than a build writes: run `make kernels`"
+    stale = [name for name in files(built) if (committed / name).read_bytes() != (built / name).read_bytes()]
+    assert not stale, f"{stale} are older than the kit: run `make kernels` and commit them"
+    assert kernels.stale(committed) == []
+
+
+def test_rebuild_is_byte_identical_and_drops_retired_kernels(built, tmp_path):
+    out = tmp_path / "kernels"
+    shutil.copytree(built, out)
+    retired = out / "gpu-ancient"
+    retired.mkdir()
+    (retired / kernels.METADATA).write_text(json.dumps({"id": "{KAGGLE_USERNAME}/dvc-kit-gpu-ancient"}))
+    (out / "my-notes").mkdir()                      # not ours: left alone
+    assert kernels.stale(out) == [f"{retired} is not a current kernel"]
+    assert kernels.build(out, log=lambda *_: None) == []
+    assert not retired.exists() and (out / "my-notes").is_dir()
+    assert kernels.stale(out) == []
+
+    script = out / "gpu-modern" / "gpu-modern.py"
+    script.write_text(script.read_text().replace("kernel_run.main(KERNEL, KIT_DIR)", "print('edited')"))
+    assert kernels.stale(out) == [f"{script} differs from the kit"]
+    with pytest.raises(KitError, match=r"gpu-modern.py differs from the kit: run `make kernels`"):
+        kernels.check_fresh(out, ["gpu-modern"])
+    kernels.check_fresh(out, ["gpu-classic"])        # the others are still current
+
+
+def test_scripts_are_small_carry_the_kit_and_no_secret(built):
+    sources = kernels.read_sources()
+    assert "kit/kernel_run.py" in sources and "kit/data/known_anomalies.csv" in sources
+    assert "kit/kaggle_api.py" not in sources and "kit/cli.py" not in sources   # not needed on Kaggle
+    for spec in SPECS:
+        script = built / spec.name / f"{spec.name}.py"
+        assert script.stat().st_size < 400_000, "Kaggle refuses 1 MB; stay well under it"
+        assert _kit_sources(script.read_text()) == sources
+    assert_no_secret(folder=built)         # and the owner is a placeholder, not the builder's name:
+    assert not any(USER.encode() in p.read_bytes() for p in built.rglob("*") if p.is_file())
+
+
+def test_scripts_open_as_notebooks_running_the_same_code(built):
+    jupytext = pytest.importorskip("jupytext")
+    for spec in SPECS:
+        script = built / spec.name / f"{spec.name}.py"
+        notebook = jupytext.read(script)
+        assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "markdown", "code", "code", "code"]
+        code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+        assert _kit_sources(code) == _kit_sources(script.read_text())
+        compile(code, str(script), "exec")
+
+
+# --- inside the kernel ------------------------------------------------------------------------------
+
+def test_kernel_config_points_at_kaggle_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path / "kaggle"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    kernel = kernel_run_settings("gpu-modern-efficientnetv2-s")
+    config = kernel_run.kernel_config(kernel)
+    assert config.run == "gpu-modern-efficientnetv2-s" and config.backbones == "efficientnetv2_s@384"
+    assert config.method == "finetune" and config.mixed_precision == "auto" and config.weights == "imagenet"
+    assert config.submissions_dir == str(tmp_path / "kaggle" / "working")
+    for key in ("data_dir", "cache_dir", "runs_dir"):
+        assert getattr(config, key).startswith(str(tmp_path / "tmp" / "kit"))
+
+    offline = {**kernel, "weights_dataset": "someone/keras-weights"}
+    with pytest.raises(KitError, match="the weights dataset someone/keras-weights is not attached"):
+        kernel_run.kernel_config(offline)
+    (tmp_path / "kaggle" / "input" / "keras-weights").mkdir(parents=True)
+    assert kernel_run.kernel_config(offline).weights == str(tmp_path / "kaggle" / "input" / "keras-weights")
+    assert kernel_run.kernel_config(offline, {"weights": "none"}).weights == "none"
+
+
+def kernel_run_settings(name: str) -> dict:
+    return kernels.kernel_settings(kernels.find_spec(name), kernels.BuildOptions(), {"kit/__init__.py": ""})
+
+
+def test_test_overrides_are_ignored_inside_kaggle():
+    lines = []
+    assert kernel_run.test_overrides('{"folds": 2}', inside_kaggle=False, log=lines.append) == {"folds": 2}
+    assert kernel_run.test_overrides('{"folds": 2}', inside_kaggle=True, log=lines.append) == {}
+    assert "ignored inside Kaggle" in lines[-1]
+    with pytest.raises(KitError, match="must be a JSON object"):
+        kernel_run.test_overrides("[1]", inside_kaggle=False)
+
+
+def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
+    from kit import kaggle_env
+
+    monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    with pytest.raises(KitError, match="no competition files in .*set KIT_KAGGLE_ROOT"):
+        kaggle_env.competition_dir()
+    moved = tmp_path / "input" / "competitions" / COMPETITION
+    (moved / "train").mkdir(parents=True)
+    (moved / "test.zip").write_bytes(b"")
+    (moved / "sample_submission.csv").write_text("id,label\n")
+    assert kaggle_env.competition_dir() == moved
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    assert kaggle_env.inside_kaggle() and "inside Kaggle" in kaggle_env.describe()
+
+
+@pytest.mark.parametrize("name", [pytest.param(s.name, marks=pytest.mark.slow) if s.backbone else s.name
+                                  for s in SPECS])
+def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
+    run = played(name)
+    out = run.result.stdout + run.result.stderr
+    assert run.result.returncode == 0, out[-4000:]
+    working = run.working
+    sample = pd.read_csv(working / "sample_submission.csv")
+    submission = score.validate_submission(pd.read_csv(working / "submission.csv"), sample["id"], source=name)
+    assert len(submission) == 8
+    sidecar = submit.read_sidecar(working / "submission.csv")   # checks the sha256 too
+    assert sidecar["local_log_loss"] is not None and sidecar["run"] == name and sidecar["local_score_kind"] == "oof"
+    assert len(pd.read_csv(working / "oof.csv")) == 40 and len(pd.read_csv(working / "test_predictions.csv")) == 8
+    spec = kernels.find_spec(name)
+    assert json.loads((working / "config.json").read_text())["method"] == resolve(spec.preset).method
+    done = json.loads((working / "kernel.json").read_text())
+    kit_dir = Path(done["kit_dir"])
+    assert done["kernel"] == name and kit_dir.is_relative_to(run.tmp) and not kit_dir.is_relative_to(REPO)
+    assert [s["stage"] for s in done["stages"]] == ["fetch", "train", "predict"]
+    log = (working / "kit.log").read_text()
+    assert all(f"stage {stage}: done in" in log for stage in ("fetch", "train", "predict"))
+    assert "test overrides from KIT_KERNEL_OVERRIDES" in log and "devices: " in log
+    if name in EXTRACTED:
+        assert "using extracted train/ in place" in log
+    assert_no_secret(out, folder=working)
+
+
+def test_importing_the_kernel_modules_stays_light():
+    code = ("import kit.kernels, kit.kernel_run, kit.kernel_remote, kit.kaggle_env, kit.blend_outputs, sys; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'kaggle') if m in sys.modules]; assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_played_interpreter_cannot_see_the_repository(tmp_path):
+    result = subprocess.run([sys.executable, "-I", "-c", "import kit"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1 and "No module named 'kit'" in result.stderr
+
+
+def test_a_missing_weights_dataset_is_one_line(tmp_path, kaggle_input):
+    out = tmp_path / "kernels"
+    kernels.build(out, kernels.BuildOptions(weights_dataset="someone/keras-weights"), log=lambda *_: None)
+    assert json.loads((out / "gpu-classic" / kernels.METADATA).read_text())["enable_internet"] is False
+    run = play(out / "gpu-classic" / "gpu-classic.py", kaggle_input / "zipped", tmp_path / "play",
+               overrides={"folds": 2})
+    assert run.result.returncode == 2
+    assert run.result.stdout.strip().splitlines()[-1].endswith(
+        "error: the weights dataset someone/keras-weights is not attached: no "
+        f"{tmp_path / 'play' / 'kaggle' / 'input' / 'keras-weights'}; add it to the kernel's inputs "
+        "(dataset_sources in kernel-metadata.json) or rebuild without --weights-dataset")
+
+
+# --- blending kernel outputs ------------------------------------------------------------------------
+
+def test_blend_combines_kernel_outputs_into_one_submission(played, tmp_path):
+    dirs = []
+    for name in ("gpu-classic", "gpu-modern"):
+        shutil.copytree(played(name).working, tmp_path / "downloads" / name)
+        dirs.append(tmp_path / "downloads" / name)
+    result = subprocess.run([sys.executable, "-m", "kit", "blend", *map(str, dirs), "--name", "two-kernels",
+                             "--set", "submissions_dir=subs", "--set", "data_dir=not-fetched"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "subs" / "two-kernels.csv"
+    sample = pd.read_csv(dirs[0] / "sample_submission.csv")
+    score.validate_submission(pd.read_csv(path), sample["id"])
+    sidecar = submit.read_sidecar(path)
+    weights = sidecar["blend"]["weights"]
+    assert set(weights) == {"gpu-classic:logreg", "gpu-modern:tiny@32"} and sum(weights.values()) == pytest.approx(1)
+    assert sidecar["local_score_kind"] == "oof" and sidecar["n_rows"] == 8 and sidecar["blend"]["n_oof"] == 40
+    assert sidecar["clip_mode"] == "oof" and sidecar["clip"][0] == pytest.approx(1 - sidecar["clip"][1])
+    assert sidecar["local_log_loss"] <= min(sidecar["blend"]["models_oof_log_loss"].values()) + 0.05
+
+
+def _output(folder: Path, ids, labels, test_ids, models=("m",)) -> Path:
+    folder.mkdir(parents=True)
+    oof = pd.DataFrame({"id": ids, "label": labels, **{m: 0.5 for m in models}, "blend": 0.5})
+    oof.to_csv(folder / "oof.csv", index=False)
+    pd.DataFrame({"id": test_ids, **{m: 0.5 for m in models}, "blend": 0.5}).to_csv(folder / "test_predictions.csv",
+                                                                                    index=False)
+    return folder
+
+
+def test_blend_aligns_rows_by_id_and_refuses_different_images(tmp_path):
+    a = _output(tmp_path / "a", ["cat.1", "dog.1", "cat.2"], [0, 1, 0], [1, 2])
+    shuffled = _output(tmp_path / "b", ["dog.1", "cat.2", "cat.1"], [1, 0, 0], [2, 1], models=("x", "y"))
+    aligned = blend_outputs.align({"a": blend_outputs.read_predictions(a),
+                                   "b": blend_outputs.read_predictions(shuffled)})
+    assert aligned.names == ["a:m", "b:x", "b:y"] and aligned.ids.tolist() == ["cat.1", "dog.1", "cat.2"]
+    assert aligned.labels.tolist() == [0, 1, 0] and aligned.test_ids.tolist() == [1, 2]
+
+    other = _output(tmp_path / "c", ["cat.1", "dog.1", "dog.9"], [0, 1, 1], [1, 2])
+    with pytest.raises(KitError, match=r"c and a predicted different training images out of fold "
+                                       r"\(1 e.g. cat.2 only in a, 1 e.g. dog.9 only in c\)"):
+        blend_outputs.blend_dirs([a, other], Config(submissions_dir=str(tmp_path / "subs")))
+    relabelled = _output(tmp_path / "d", ["cat.1", "dog.1", "cat.2"], [0, 1, 1], [1, 2])
+    with pytest.raises(KitError, match="disagree on the labels"):
+        blend_outputs.blend_dirs([a, relabelled], Config())
+    with pytest.raises(KitError, match="has no oof.csv"):
+        blend_outputs.blend_dirs([a, tmp_path], Config())
+    with pytest.raises(KitError, match="no sample_submission.csv to check the blend against"):
+        blend_outputs.blend_dirs([a, shuffled], Config(data_dir=str(tmp_path / "none")))
+
+
+# --- push, status, output, submit against the emulator ---------------------------------------------
+
+@pytest.fixture
+def emu(kaggle_input):
+    from kaggle_emulator import KaggleEmulator
+
+    with KaggleEmulator(files=kaggle_input / "zipped" / COMPETITION, username=USER, key=KEY) as emulator:
+        yield emulator
+
+
+class Kit:
+    """`python -m kit ...` or `make ...` in a user's working folder, its client pointed at the emulator."""
+
+    def __init__(self, emu, tmp_path: Path, built: Path):
+        self.work = tmp_path / "work"
+        shutil.copytree(built, self.work / "kernels")
+        self.env = emu.cli_env(tmp_path / "home", fast_sleep=True)
+        self.env["PYTHONPATH"] += os.pathsep + str(REPO)
+        self.seen: list[str] = []
+
+    def __call__(self, *args, env=None):
+        return self._run([sys.executable, "-m", "kit", *map(str, args)], env)
+
+    def make(self, *args):
+        return self._run(["make", "-s", "-f", str(REPO / "Makefile"), f"PY={sys.executable}", "STAMP=", *args], None)
+
+    def _run(self, command, env):
+        result = subprocess.run(command, cwd=self.work, env=env or self.env, capture_output=True, text=True,
+                                timeout=120)
+        self.seen += [result.stdout, result.stderr]
+        return result
+
+
+def one_error_line(result) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+REF = f"{USER}/dvc-kit-gpu-classic"
+
+
+@needs_client
+def test_push_status_output_submit_round_trip(emu, built, played, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    pushed = kit("kernels", "push", "gpu-classic")
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"pushed {REF} (version 1)" in pushed.stdout
+    push = emu.kernel(REF).pushes[-1]
+    assert push.text == (built / "gpu-classic" / "gpu-classic.py").read_text()
+    request = push.request
+    assert (request["slug"], request["newTitle"], request["language"], request["kernelType"]) == \
+        (REF, "dvc-kit gpu-classic", "python", "script")
+    assert request["isPrivate"] and request["enableGpu"] and request["enableInternet"]
+    assert request["competitionDataSources"] == [COMPETITION] and request["machineShape"] == "NvidiaTeslaT4"
+    assert "{KAGGLE_USERNAME}" in (kit.work / "kernels" / "gpu-classic" / kernels.METADATA).read_text()
+
+    assert f"{REF} is QUEUED" in kit("kernels", "status", "gpu-classic").stdout
+    assert f"kernel {REF} is QUEUED, so it has no fresh output" in one_error_line(kit("kernels", "output", "gpu-classic"))
+
+    working = played("gpu-classic").working
+    emu.set_kernel_status(REF, "COMPLETE")
+    emu.set_kernel_output(REF, {p.name: p.read_bytes() for p in working.iterdir()}, log="[kernel log]\n")
+    collected = kit.make("kernel-output", "KERNEL=gpu-classic")
+    assert collected.returncode == 0, collected.stderr
+    folder = kit.work / "submissions" / "gpu-classic"
+    assert (folder / "oof.csv").read_bytes() == (working / "oof.csv").read_bytes()
+    assert (folder / "dvc-kit-gpu-classic.log").read_text() == "[kernel log]\n"
+    path = kit.work / "submissions" / "gpu-classic.csv"
+    assert path.read_bytes() == (working / "submission.csv").read_bytes()
+    sidecar = submit.read_sidecar(path)
+    assert sidecar["file"] == "gpu-classic.csv" and sidecar["kernel"] == REF and sidecar["local_log_loss"] is not None
+
+    submitted = kit.make("kernel-submit", "KERNEL=gpu-classic", "MSG=tiny kernel")   # no data/: the kernel's sample
+    assert submitted.returncode == 0, submitted.stderr
+    assert emu.submissions[-1].content == path.read_bytes() and emu.submissions[-1].description == "tiny kernel"
+    ledger = pd.read_csv(kit.work / "submissions" / "ledger.csv")
+    assert ledger["file"].tolist() == ["submissions/gpu-classic.csv"]
+    assert ledger["local_log_loss"].iloc[0] == pytest.approx(sidecar["local_log_loss"], abs=1e-6)
+
+    assert_no_secret(*kit.seen, push.text, json.dumps(request), folder=kit.work)
+
+
+@needs_client
+def test_push_refuses_a_kernel_older_than_the_kit(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    script = kit.work / "kernels" / "gpu-modern" / "gpu-modern.py"
+    script.write_text(script.read_text() + "# an old line\n")
+    line = one_error_line(kit("kernels", "push", "gpu-modern"))
+    assert line == (f"error: {Path('kernels') / 'gpu-modern' / 'gpu-modern.py'} differs from the kit: run `make kernels` "
+                    "(python -m kit kernels build) to rebuild the kernels from the kit")
+    assert emu.calls("SaveKernel") == []
+    line = one_error_line(kit("kernels", "push"))
+    assert line.startswith("error: kernels push needs a kernel name (make: KERNEL=name); the kernels are: gpu-classic,")
+
+
+@needs_client
+def test_status_waits_for_the_end_and_unknown_kernels_are_one_line(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    line = one_error_line(kit("kernels", "status", "gpu-modern"))
+    assert line == (f"error: Kaggle denied access to kernel {USER}/dvc-kit-gpu-modern: push it first "
+                    "(`make kernel-push`), or check that the credentials are for the account that pushed it")
+    ref = f"{USER}/dvc-kit-gpu-modern"
+    emu.set_kernel_status(ref, "RUNNING")
+    lines = []
+    with emu.in_process(tmp_path / "home-in-process"):
+        state = kernel_remote.status("gpu-modern", wait=True, interval=0, log=lines.append,
+                                     sleep=lambda _: emu.set_kernel_status(ref, "ERROR", "Out of memory"))
+    assert state == "ERROR"
+    assert lines[0] == f"kernel-status: {ref} is RUNNING"
+    assert lines[1].startswith(f"kernel-status: {ref} is ERROR (after ") and lines[1].endswith("s): Out of memory")
+    waited = kit.make("kernel-status", "KERNEL=gpu-modern", "WAIT=1")
+    assert waited.returncode == 0 and f"{ref} is ERROR: Out of memory" in waited.stdout
+    assert_no_secret(*kit.seen, *lines)
+
+
+@needs_client
+def test_without_credentials_nothing_is_pushed(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    env = {k: v for k, v in kit.env.items() if not k.startswith("KAGGLE_")}
+    assert "no Kaggle API credentials" in one_error_line(kit("kernels", "push", "gpu-classic", env=env))
+    assert emu.requests == []
+
+
+def test_make_kernels_builds_the_same_files(built, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), f"PY={sys.executable}", "STAMP=", "kernels"],
+                            cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "7 kernels in kernels (14 files rewritten)" in result.stdout
+    for path in built.rglob("*"):
+        if path.is_file():
+            assert (work / "kernels" / path.relative_to(built)).read_bytes() == path.read_bytes()
