@@ -185,25 +185,24 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 def load_saved(path: Path) -> Config:
     """Read a config.json written beside an artifact."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise KitError(f"no saved config at {path}: run `python -m kit train` first") from None
-    except json.JSONDecodeError as e:
-        raise KitError(f"{path} is not valid JSON: {e}") from None
+    data = _read_json_object(path, f"no saved config at {path}: run `python -m kit train` first")
     _check_keys(data, str(path))
     return Config(**data)
 
 
 def _read_config_file(path: str) -> dict:
+    return _read_json_object(path, f"config file not found: {path}")
+
+
+def _read_json_object(path, missing: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise KitError(f"config file not found: {path}") from None
+        raise KitError(missing) from None
     except json.JSONDecodeError as e:
-        raise KitError(f"config file {path} is not valid JSON: {e}") from None
+        raise KitError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise KitError(f"config file {path} must hold a JSON object")
+        raise KitError(f"{path} must hold a JSON object")
     return data
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from kit import blend, dataset, features, fileio, heads, images, provenance, score
 from kit.config import Config
 from kit.fetch import read_index
-from kit.train import METRICS, run_dir, write_skips
+from kit.train import METRICS, run_dir, start_run, write_skips
 
 
 def peak_rss_mb() -> float:
@@ -39,10 +39,7 @@ class Stages:
 
 def train_features(config: Config, log=print) -> dict:
     stages = Stages(log)
-    out = run_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS).unlink(missing_ok=True)
-    fileio.write_json(out / "config.json", config.to_dict())
+    out = start_run(config)
 
     train = dataset.training_index(config, log)
     test = read_index(config.data_dir, "test")

@@ -26,7 +26,7 @@ from kit.fetch import read_index
 from kit.generators import Augment, ImageBatches, keras_dataset
 from kit.plots import WatchCurves
 from kit.tfquiet import import_keras
-from kit.train import METRICS, keras_verbosity, run_dir
+from kit.train import keras_verbosity, run_dir, start_run
 
 
 def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
@@ -155,10 +155,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
 def train_end_to_end(config: Config, log=print) -> dict:
     accel.set_precision(config.mixed_precision)
     stages = Stages(log)
-    out = run_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS).unlink(missing_ok=True)
-    fileio.write_json(out / "config.json", config.to_dict())
+    start_run(config)
     train = dataset.training_index(config, log)
     test = read_index(config.data_dir, "test")
     usable = _usable(train, config, log)

@@ -36,15 +36,21 @@ def train(config: Config, log=print) -> dict:
     return train_cnn(config, log)
 
 
+def start_run(config: Config) -> Path:
+    """The run directory, marked unfinished (no metrics.json) and holding the resolved config."""
+    out = run_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)
+    fileio.write_json(out / "config.json", config.to_dict())
+    return out
+
+
 def train_cnn(config: Config, log=print) -> dict:
     import keras
 
     index = dataset.training_index(config, log)
     keras.utils.set_random_seed(config.seed)
-    out = run_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / METRICS).unlink(missing_ok=True)
-    fileio.write_json(out / "config.json", config.to_dict())
+    out = start_run(config)
 
     train_df, val_df = dataset.split_train_val(index, config.val_fraction, config.seed)
     log(f"train: {len(train_df)} training and {len(val_df)} validation images at {config.image_size}px")

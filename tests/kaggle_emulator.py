@@ -320,6 +320,8 @@ class KaggleEmulator:
         self.daily_submission_limit = daily_submission_limit
         self._host = host
         self._lock = threading.RLock()
+        self._idle = threading.Condition()
+        self._in_flight = 0
         self._files = _load_files(files)
         self._last_modified = float(int(last_modified))
         self._archive_cache: Optional[bytes] = None
@@ -451,9 +453,24 @@ class KaggleEmulator:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every request received, oldest first."""
+        """A snapshot of every request received, oldest first.
+
+        Waits (briefly) for replies still being written: a client can finish reading a body
+        before the server thread has counted the bytes it sent.
+        """
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=5)
         with self._lock:
             return list(self._requests)
+
+    def _begin_request(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+
+    def _end_request(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -999,11 +1016,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.record = None
+        emulator = self.server.emulator
+        emulator._begin_request()
         try:
-            self.server.emulator._handle(self)
+            emulator._handle(self)
         except (BrokenPipeError, ConnectionResetError):
             # The client hung up, e.g. it decided not to read a download it already has.
             self.close_connection = True
+        finally:
+            emulator._end_request()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_CONNECT = _dispatch
 

@@ -350,7 +350,7 @@ def test_the_key_appears_in_no_output_and_no_file(source, tmp_path):
         steps = [["fetch", *TINY_FEATURES], ["train", *TINY_FEATURES, *here], ["predict", *TINY_FEATURES, *here],
                  ["submit", "submissions/cpu.csv", "-m", "secret check", *TINY_FEATURES], ["submissions"]]
         if (REPO / "kit" / "kernels.py").is_file():
-            steps.append(["kernels", "build", "--out", str(work / "kernels")])
+            steps.append(["kernels", "build", "--kernels-dir", str(work / "kernels")])
         for step in steps:
             result = subprocess.run([sys.executable, "-m", "kit", *step], cwd=work, env=env, capture_output=True,
                                     text=True, timeout=300)
