@@ -71,8 +71,9 @@ def weights_id(extractor: Extractor) -> str:
 
 
 def cache_dir_for(root: Path, extractor: Extractor) -> Path:
+    # "format" changes whenever decoding or resizing changes, so old rows are never mixed in.
     identity = {"backbone": extractor.backbone, "size": extractor.size, "weights": weights_id(extractor),
-                "layers": list(extractor.layers), "views": list(extractor.views), "format": 1}
+                "layers": list(extractor.layers), "views": list(extractor.views), "format": 2}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     folder = Path(root) / f"{extractor.backbone}-{extractor.size}-{digest}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -132,11 +132,16 @@ def load_image(path: str | Path, target: int | None = None, min_side: int = 16):
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Stretch to size x size; INTER_AREA when shrinking avoids aliasing."""
+    """Stretch to size x size.
+
+    Bilinear is 7x faster than INTER_AREA and alias-free enough up to a 2x shrink, which is
+    all that is left after a reduced-scale JPEG decode; bigger shrinks (PNGs, small targets)
+    take INTER_AREA.
+    """
     import cv2
 
     h, w = image.shape[:2]
-    interpolation = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
+    interpolation = cv2.INTER_AREA if min(h, w) > 2 * size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
