@@ -40,8 +40,8 @@ def main() -> None:
             f_train = features.extract(train["path"], extractor, cache, log=lambda *_: None)
             f_val = features.extract(val["path"], extractor, cache, log=lambda *_: None)
     with timed(t, "head"):
-        p_head, _ = heads.dense_fold(f_train.features, train["label"].to_numpy(), f_val.features, f_val.features[:1],
-                                     epochs=args.epochs, seed=0)
+        x_train, x_val = features.image_vectors([f_train.features]), features.image_vectors([f_val.features])
+        p_head, _ = heads.dense_fold(x_train, train["label"].to_numpy(), x_val, x_val[:1], epochs=args.epochs, seed=0)
 
     keras.utils.set_random_seed(0)
     model = finetune.build_model([extractor], cfg)

@@ -6,7 +6,7 @@ and then 10,000 synthetic images, each in its own process, and compares peak RSS
 pipeline streams batches and writes parts, so ten times the images must not cost ten times
 the memory.
 
-    python bench/extraction.py [--images 48] [--skip-throughput] [--skip-memory]
+    python bench/extraction.py [--images 64] [--skip-throughput] [--skip-memory]
 """
 
 from __future__ import annotations
@@ -34,21 +34,21 @@ def throughput(n_images: int) -> list[dict]:
         entry = backbones.get(name)
         extractor = features.Extractor(name, entry.default_input_size, weights=None, views=("orig",))
         with tempfile.TemporaryDirectory() as cache:
-            features.extract(paths[:8], extractor, cache, batch_size=8, log=lambda *_: None)   # build + warm up
+            # Build and trace once on a full batch of the timed shape, then time whole batches only.
+            features.extract(paths[:16], extractor, cache, batch_size=16, log=lambda *_: None)
             started = time.perf_counter()
-            features.extract(paths[8:], extractor, cache, batch_size=16, log=lambda *_: None)
-            rate = (len(paths) - 8) / (time.perf_counter() - started)
+            features.extract(paths[16:], extractor, cache, batch_size=16, log=lambda *_: None)
+            rate = (len(paths) - 16) / (time.perf_counter() - started)
         rows.append({"name": f"{name}@{entry.default_input_size}", "images_per_s": rate})
         print(f"{name}: {rate:.1f} img/s", file=sys.stderr)
     return rows
 
 
 def peak_rss_for(n: int) -> float:
-    """Run the memory probe for n images in a fresh process; its peak RSS in MB."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, __file__, "--probe", str(n)], check=True, cwd=REPO)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+    """Run the memory probe for n images in a fresh process; the peak RSS it reports, in MB."""
+    result = subprocess.run([sys.executable, __file__, "--probe", str(n)], check=True, cwd=REPO,
+                            capture_output=True, text=True)
+    return float(result.stdout.split("peak_rss_mb")[-1])
 
 
 def probe(n: int) -> None:
@@ -71,11 +71,12 @@ def probe(n: int) -> None:
                                   Path(folder) / "cache", batch_size=32, log=lambda *_: None)
         print(f"probe {n}: {result.ok.sum()} images in {result.seconds:.0f} s "
               f"({n / result.seconds:.0f} img/s)", file=sys.stderr)
+    print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--images", type=int, default=64, help="16 to warm up + whole batches of 16 timed")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)
@@ -84,7 +85,7 @@ def main() -> None:
         return probe(args.probe)
     if not args.skip_throughput:
         rows = throughput(args.images)
-        print_table(f"feature extraction on 2 CPU cores, {args.images - 8} real photos, one view "
+        print_table(f"feature extraction on 2 CPU cores, {args.images - 16} real photos, one view "
                     "(ratio: against squeezenet)", rows, ["images_per_s"], "squeezenet@227", "images_per_s")
     if not args.skip_memory:
         small, large = peak_rss_for(1000), peak_rss_for(10000)
