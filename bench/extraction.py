@@ -1,7 +1,7 @@
 """Feature extraction on the CPU: images per second per backbone, and memory that stays flat.
 
 Part 1 runs every registry backbone (random weights: speed does not depend on them) on the
-same real photos at its default input size. Part 2 extracts SqueezeNet features for 1,000
+same real photos at its default input size: decode, preprocessing and forward pass, one view. Part 2 extracts SqueezeNet features for 1,000
 and then 10,000 synthetic images, each in its own process, and compares peak RSS: the
 pipeline streams batches and writes parts, so ten times the images must not cost ten times
 the memory.
@@ -23,8 +23,10 @@ from common import REPO, fetched_real, print_table
 
 
 def throughput(n_images: int) -> list[dict]:
+    """Decode + preprocess + forward pass, timed over whole batches after one warm-up batch."""
     from kit import backbones, features
     from kit.fetch import read_index
+    from kit.generators import ImageBatches
     from kit.tfquiet import import_keras
 
     import_keras()
@@ -32,13 +34,15 @@ def throughput(n_images: int) -> list[dict]:
     rows = []
     for name in backbones.names():
         entry = backbones.get(name)
-        extractor = features.Extractor(name, entry.default_input_size, weights=None, views=("orig",))
-        with tempfile.TemporaryDirectory() as cache:
-            # Build and trace once on a full batch of the timed shape, then time whole batches only.
-            features.extract(paths[:16], extractor, cache, batch_size=16, log=lambda *_: None)
-            started = time.perf_counter()
-            features.extract(paths[16:], extractor, cache, batch_size=16, log=lambda *_: None)
-            rate = (len(paths) - 16) / (time.perf_counter() - started)
+        model = features.feature_model(features.Extractor(name, entry.default_input_size, weights=None))
+        batches = ImageBatches(paths, sizes=(entry.default_input_size,), batch_size=16,
+                               preprocess=(lambda b, name=name: backbones.preprocess(name, b),))
+        model.predict_on_batch(batches[0][0][0])   # trace once on the timed shape
+        started = time.perf_counter()
+        for i in range(1, len(batches)):
+            model.predict_on_batch(batches[i][0][0])
+        rate = (len(paths) - 16) / (time.perf_counter() - started)
+        batches.close()
         rows.append({"name": f"{name}@{entry.default_input_size}", "images_per_s": rate})
         print(f"{name}: {rate:.1f} img/s", file=sys.stderr)
     return rows
