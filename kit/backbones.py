@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
@@ -448,7 +448,17 @@ def build(name: Union[str, Backbone], weights: WeightsArg = "imagenet", input_si
 
 
 def file_digest(path: Union[str, os.PathLike], algorithm: str) -> str:
-    """Hex digest of a file, read in chunks (weights files reach 800 MB)."""
+    """Hex digest of a file, read in chunks (weights files reach 800 MB).
+
+    Remembered per (path, size, mtime): a run checks the same weights file when it resolves,
+    builds and keys the feature cache, and each check would otherwise read it whole again.
+    """
+    st = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, algorithm)
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

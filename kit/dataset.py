@@ -51,16 +51,18 @@ def load_arrays(paths, size: int, min_side: int = 16, workers: int = 2, desc: st
     """Decode and resize every path. Returns (array[N_ok, size, size, 3] uint8, ok mask, skips)."""
     from tqdm import tqdm
 
+    from kit.generators import decode_sizes
+
     paths = list(paths)
     out = np.zeros((len(paths), size, size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
     skips: list[images.Skip] = []
 
     def work(i):
-        result = images.load_image(paths[i], target=size, min_side=min_side)
+        result = decode_sizes(paths[i], (size,), min_side)
         if isinstance(result, images.Skip):
             return result
-        out[i] = images.resize_square(result, size)
+        out[i] = result[size]
         ok[i] = True
         return None
 

@@ -55,8 +55,9 @@ def train_features(config: Config, log=print) -> dict:
         stages.done(f"features {extractor.label}")
     train_ok = np.logical_and.reduce([b.ok for b in blocks_train])
     test_ok = np.logical_and.reduce([b.ok for b in blocks_test])
-    log(images.summarize_skips(list({s.path: s for s in skips}.values()), "train and test"))
-    write_skips(out / "skipped.csv", list({s.path: s for s in skips}.values()))
+    skips = list({s.path: s for s in skips}.values())   # one row per file, not per extractor
+    log(images.summarize_skips(skips, "train and test"))
+    write_skips(out / "skipped.csv", skips)
 
     x = features.image_vectors([b.features for b in blocks_train])[train_ok]
     x_test = features.image_vectors([b.features for b in blocks_test])

@@ -188,14 +188,8 @@ def train_end_to_end(config: Config, log=print) -> dict:
 
 def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:
     """Screen out unusable files before K-fold, so every fold's OOF covers exactly these images."""
-    from kit import images
+    from kit import clean, images
 
-    ok = np.ones(len(train), bool)
-    skips = []
-    for i, path in enumerate(train["path"]):
-        result = images.load_image(path, target=64, min_side=config.min_side)
-        if isinstance(result, images.Skip):
-            ok[i] = False
-            skips.append(result)
-    log(images.summarize_skips(skips, "training"))
-    return ok
+    flags = clean.check_files(train, config.min_side)
+    log(images.summarize_skips([images.Skip(f.file, f.reason) for f in flags], "training"))
+    return ~train["id"].isin({f.file for f in flags}).to_numpy()
