@@ -9,6 +9,8 @@ DATA   ?= data/$(COMPETITION)
 FROM   ?=
 LABELS ?=
 MSG    ?= $(RUN) from make submit
+# Messages reach the recipes through the environment, so quotes in them are kept as typed.
+export MSG
 
 PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
 VENV  := .venv
@@ -27,7 +29,7 @@ LAYER  ?=
 
 help: ## list the targets
 	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # The virtual environment is rebuilt whenever requirements.txt is newer than it.
 $(STAMP): requirements.txt
@@ -73,7 +75,7 @@ score: $(SUBMISSION) ## log loss of the submission against LABELS=csv
 	$(KIT) score $(SUBMISSION) --labels $(LABELS)
 
 submit: $(SUBMISSION) ## check and upload submissions/RUN.csv to Kaggle, add it to the ledger (MSG='...')
-	$(KIT) submit $(SUBMISSION) -m "$(MSG)" $(CONFIG_ARGS)
+	$(KIT) submit $(SUBMISSION) -m "$$MSG" $(CONFIG_ARGS)
 
 submissions: | $(STAMP) ## refresh public scores from Kaggle and print the submissions ledger
 	$(KIT) submissions $(CONFIG_ARGS)
@@ -82,15 +84,16 @@ clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DAT
 	$(KIT) clean --preset $(if $(filter baseline,$(PRESET)),cpu,$(PRESET)) $(if $(CHECKS),--checks $(CHECKS)) \
 	  $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
 
-bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, cpu levers, the cpu preset
+bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, cpu levers, fine-tuning, the cpu preset
 	cd bench && $(abspath $(PY)) loading.py && $(abspath $(PY)) extraction.py && $(abspath $(PY)) cost_shape.py \
-	  && $(abspath $(PY)) cpu_levers.py && $(abspath $(PY)) cpu_preset.py
+	  && $(abspath $(PY)) cpu_levers.py && $(abspath $(PY)) cpu_finetune.py && $(abspath $(PY)) cpu_preset.py
 
 # Kaggle kernels: kernels/<name>/ is generated from the kit (`make kernels`), pushed under your username.
 KERNEL ?=
 DIRS   ?=
 WAIT   ?=
 KERNEL_MSG = $(if $(filter command line environment,$(origin MSG)),$(MSG),kernel $(KERNEL) from make kernel-submit)
+export KERNEL_MSG
 .PHONY: kernels kernel-push kernel-status kernel-output kernel-submit blend
 
 kernels: | $(STAMP) ## rebuild kernels/<name>/ (script + kernel-metadata.json) for every Kaggle kernel
@@ -106,7 +109,7 @@ kernel-output: | $(STAMP) ## download KERNEL's output to submissions/KERNEL/, it
 	$(KIT) kernels output $(KERNEL) $(CONFIG_ARGS)
 
 kernel-submit: | $(STAMP) ## submit submissions/KERNEL.csv through the ledger (MSG='...')
-	$(KIT) kernels submit $(KERNEL) -m "$(KERNEL_MSG)" $(CONFIG_ARGS)
+	$(KIT) kernels submit $(KERNEL) -m "$$KERNEL_MSG" $(CONFIG_ARGS)
 
 blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DIRS='submissions/a submissions/b')
 	$(KIT) blend $(DIRS) $(CONFIG_ARGS)

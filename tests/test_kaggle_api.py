@@ -413,10 +413,12 @@ def test_make_fetch_then_make_submit_as_a_user_runs_them(kit, emu, work):
     for age, target in ((300, work / DATA / "fetch.json"), (200, metrics), (100, path)):
         os.utime(target, (now - age, now - age))
 
-    result = kit.make("submit", "MSG=from make")
+    message = """it's "v2" from make"""     # quotes reach Kaggle as typed
+    result = kit.make("submit", f"MSG={message}")
 
     assert result.returncode == 0, result.stderr
-    assert "-m kit submit submissions/baseline.csv -m \"from make\"" in result.stdout
+    assert "-m kit submit submissions/baseline.csv -m \"$MSG\"" in result.stdout
     (stored,) = emu.submissions
+    assert stored.description == message
     assert [(r["file"], r["message"], r["ref"]) for r in ledger_rows(work)] == \
-        [("submissions/baseline.csv", "from make", str(stored.ref))]
+        [("submissions/baseline.csv", message, str(stored.ref))]
