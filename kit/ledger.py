@@ -2,7 +2,8 @@
 
 The ledger is tracked in git, so it is plain CSV with one row per submission and columns a
 person can read. Only submissions that got a Kaggle ref are recorded: a failed upload
-counts against nothing and has no score to come, so it leaves no row. `created` is when
+counts against nothing and has no score to come, so it leaves no row. `competition` is the
+slug the file went to, so one ledger can serve several competitions. `created` is when
 the submission was made. `config` is the producing run's config as compact JSON holding
 only the values that differ from the defaults (the sidecar beside the file has all of it).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from kit import fileio
 
 NAME = "ledger.csv"
-COLUMNS = ("file", "sha256", "created", "local_log_loss", "clip_low", "clip_high", "config", "message",
+COLUMNS = ("file", "competition", "sha256", "created", "local_log_loss", "clip_low", "clip_high", "config", "message",
            "ref", "status", "public_score")
 FINAL = ("COMPLETE", "ERROR")   # Kaggle statuses that do not change any more
 
@@ -42,9 +43,10 @@ def append(path: str | Path, row: dict) -> None:
     write(path, read(path) + [row])
 
 
-def open_refs(rows: list[dict]) -> list[int]:
-    """Refs whose status may still change."""
-    return [int(row["ref"]) for row in rows if row["ref"].isdigit() and row["status"] not in FINAL]
+def open_refs(rows: list[dict], competition: str) -> list[int]:
+    """This competition's refs whose status may still change (rows from before the column count as its)."""
+    return [int(row["ref"]) for row in rows if row["ref"].isdigit() and row["status"] not in FINAL
+            and row["competition"] in ("", competition)]
 
 
 def update(rows: list[dict], states: dict[int, dict]) -> list[dict]:

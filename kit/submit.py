@@ -31,7 +31,7 @@ def submit(path: str | Path, message: str, config: Config, force: bool = False, 
     kaggle_api.check_credentials()
     log(f"submit: uploading {path} to {config.competition}")
     ref = kaggle_api.submit(path, message, config.competition)
-    row = ledger_row(path, message, ref, sidecar)
+    row = ledger_row(path, message, ref, sidecar, config.competition)
     ledger.append(ledger_path(config), row)
     local = f"local log loss {float(row['local_log_loss']):.5f}" if row["local_log_loss"] else "no local score"
     log(f"submit: Kaggle accepted {path} as submission {ref} ({local}); "
@@ -64,11 +64,12 @@ def read_sidecar(path: Path) -> dict:
     return {**data, "local_log_loss": float(local)}
 
 
-def ledger_row(path: Path, message: str, ref: int, sidecar: dict) -> dict:
+def ledger_row(path: Path, message: str, ref: int, sidecar: dict, competition: str) -> dict:
     clip = sidecar.get("clip") or ["", ""]
     local = sidecar.get("local_log_loss")
     return {
         "file": _shown(path),
+        "competition": competition,
         "sha256": fileio.sha256(path),
         "created": provenance.now(),
         "local_log_loss": "" if local is None else f"{local:.6f}",
@@ -86,7 +87,7 @@ def show(config: Config, log=print) -> list[dict]:
     """Refresh the rows Kaggle may still change, save them, and print the ledger."""
     path = ledger_path(config)
     rows = ledger.read(path)
-    pending = ledger.open_refs(rows)
+    pending = ledger.open_refs(rows, config.competition)
     if pending:
         states = kaggle_api.submission_states(config.competition, pending)
         for ref, state in sorted(states.items()):

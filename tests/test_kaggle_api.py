@@ -301,7 +301,8 @@ def test_submit_uploads_and_records_every_ledger_column(kit, emu, work, source):
     created = dt.datetime.fromisoformat(row.pop("created"))
     assert before <= created <= dt.datetime.now(dt.timezone.utc)
     assert row == {
-        "file": "submissions/baseline.csv", "sha256": fileio.sha256(path), "local_log_loss": "0.123457",
+        "file": "submissions/baseline.csv", "competition": "dogs-vs-cats-redux-kernels-edition",
+        "sha256": fileio.sha256(path), "local_log_loss": "0.123457",
         "clip_low": "0.005", "clip_high": "0.995", "config": '{"epochs":3,"run":"baseline"}',
         "message": "first, with a comma", "ref": str(stored.ref), "status": "PENDING", "public_score": "",
     }
@@ -393,6 +394,23 @@ def test_submissions_refreshes_public_scores_then_stays_offline(kit, emu, work, 
     emu.clear_requests()
     assert kit("submissions").returncode == 0
     assert emu.requests == []     # nothing can change any more: no call to Kaggle
+
+
+def test_submissions_asks_kaggle_only_about_this_competitions_rows(kit, emu, work, source):
+    fetched(work, source)
+    predicted(work / "submissions" / "baseline.csv", local=0.05)
+    assert kit("submit", "submissions/baseline.csv", "-m", "one").returncode == 0
+    rows = ledger_rows(work)
+    rows.append({**rows[0], "competition": "another-competition", "ref": "999"})
+    ledger.write(work / "submissions" / ledger.NAME, rows)
+    (ref,) = (s.ref for s in emu.submissions)
+    emu.score_submission(ref, "0.0412")
+    assert kit("submissions").returncode == 0
+    assert [(r["ref"], r["status"]) for r in ledger_rows(work)] == [(str(ref), "COMPLETE"), ("999", "PENDING")]
+
+    emu.clear_requests()
+    assert kit("submissions").returncode == 0
+    assert emu.requests == []    # the other competition's pending row is not this competition's business
 
 
 def test_make_fetch_then_make_submit_as_a_user_runs_them(kit, emu, work):
