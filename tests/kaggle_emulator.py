@@ -73,6 +73,7 @@ FAULT_RULES_NOT_ACCEPTED = "rules_not_accepted"  # 403 on DownloadDataFiles / Do
 FAULT_COMPETITION_NOT_FOUND = "competition_not_found"  # 404 on every competition RPC for our slug
 FAULT_DROP_DOWNLOAD = "drop_download"  # full Content-Length sent, part of the body, then the socket closes
 FAULT_CORRUPT_ARCHIVE = "corrupt_archive"  # a ``.zip`` download serves bytes that are not a zip
+FAULT_STALL_DOWNLOAD = "stall_download"  # part of the body, then silence until clear_faults(): a client to kill
 FAULT_UPLOAD_500 = "upload_500"  # HTTP 500 on the submission-upload PUT
 FAULT_CREATE_SUBMISSION_500 = "create_submission_500"  # HTTP 500 on CreateSubmission
 FAULTS = frozenset(
@@ -81,6 +82,7 @@ FAULTS = frozenset(
         FAULT_COMPETITION_NOT_FOUND,
         FAULT_DROP_DOWNLOAD,
         FAULT_CORRUPT_ARCHIVE,
+        FAULT_STALL_DOWNLOAD,
         FAULT_UPLOAD_500,
         FAULT_CREATE_SUBMISSION_500,
     }
@@ -320,6 +322,7 @@ class KaggleEmulator:
         self.daily_submission_limit = daily_submission_limit
         self._host = host
         self._lock = threading.RLock()
+        self._unstall = threading.Event()   # set: stalled downloads may finish their (dropped) reply
         self._idle = threading.Condition()
         self._in_flight = 0
         self._files = _load_files(files)
@@ -356,6 +359,7 @@ class KaggleEmulator:
     def stop(self) -> None:
         """Stop serving and close the listening socket (idempotent)."""
         server, self._server = self._server, None
+        self._unstall.set()
         if server is None:
             return
         server.shutdown()
@@ -423,10 +427,13 @@ class KaggleEmulator:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
         if times is not None and times < 1:
             raise ValueError("times must be >= 1 or None")
+        if fault == FAULT_STALL_DOWNLOAD:
+            self._unstall.clear()
         with self._lock:
             self._faults[fault] = _Fault(remaining=times)
 
     def clear_faults(self, fault: Optional[str] = None) -> None:
+        self._unstall.set()
         with self._lock:
             if fault is None:
                 self._faults.clear()
@@ -952,7 +959,11 @@ class KaggleEmulator:
         drop = self._take_fault(FAULT_DROP_DOWNLOAD)
         if drop:
             record.fault = FAULT_DROP_DOWNLOAD
-        handler.send_file(content, self._last_modified, _content_type(name), drop=drop)
+        stall = self._take_fault(FAULT_STALL_DOWNLOAD)
+        if stall:
+            record.fault = FAULT_STALL_DOWNLOAD
+        handler.send_file(content, self._last_modified, _content_type(name), drop=drop or stall,
+                          stall=self._unstall if stall else None)
 
     def _receive_upload(
         self, handler: "_Handler", record: RecordedRequest, signed: bool, token: str, body: bytes
@@ -1066,11 +1077,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self._finish_record(302, 0)
 
-    def send_file(self, content: bytes, modified: float, content_type: str, drop: bool = False) -> None:
+    def send_file(self, content: bytes, modified: float, content_type: str, drop: bool = False,
+                  stall: Optional[threading.Event] = None) -> None:
         """Serve bytes the way a storage bucket does: validators, byte ranges, exact length.
 
         With ``drop`` the headers promise the full length but only half of the body is written before
         the socket is shut down, which is what a connection lost mid-download looks like to the client.
+        With ``stall`` it waits for that event (at most a minute) between the half and the shutdown.
         """
         total = len(content)
         etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
@@ -1109,6 +1122,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(partial)
         self.wfile.flush()
         self._finish_record(status, len(partial))
+        if stall is not None:
+            stall.wait(timeout=60)
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)

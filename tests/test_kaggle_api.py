@@ -15,9 +15,11 @@ import importlib.util
 import json
 import os
 import random
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,7 @@ from kaggle_emulator import (
     FAULT_CREATE_SUBMISSION_500,
     FAULT_DROP_DOWNLOAD,
     FAULT_RULES_NOT_ACCEPTED,
+    FAULT_STALL_DOWNLOAD,
     FAULT_UPLOAD_500,
     KaggleEmulator,
 )
@@ -224,6 +227,40 @@ def test_dropped_connection_keeps_the_partial_and_a_rerun_resumes(source, tmp_pa
         assert [r.headers.get("Range") for r in emu.requests_of_kind("download")] == [None, f"bytes={partial}-"]
         assert archive.read_bytes() == emu.all_files_archive()
         assert fetch.is_complete(data) and len(pd.read_csv(data / "index" / "test.csv")) == 6
+
+
+@pytest.mark.fault
+def test_fetch_killed_mid_download_then_rerun_resumes_with_a_range_request(source, tmp_path, work, seen):
+    """A SIGKILL while the client is streaming the archive: no cleanup runs, the next fetch finishes it."""
+    files = {p.name: p.read_bytes() for p in source.iterdir()} | {"padding.bin": PADDING}
+    archive = work / DATA / "download" / f"{COMPETITION}.zip"
+    with KaggleEmulator(files=files, username=USER, key=KEY) as emulator:
+        kit = Kit(emulator, tmp_path, work, seen)
+        emulator.inject(FAULT_STALL_DOWNLOAD)
+        process = subprocess.Popen([sys.executable, "-m", "kit", "fetch"], cwd=work, env=kit.env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not (archive.is_file() and archive.stat().st_size > 0) and time.monotonic() < deadline:
+                assert process.poll() is None, "fetch ended before the stalled download could be killed"
+                time.sleep(0.05)
+            assert archive.is_file() and archive.stat().st_size > 0, "the client never wrote a byte"
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        partial = archive.stat().st_size
+        assert 0 < partial < len(emulator.all_files_archive())
+        assert not fetch.is_complete(work / DATA)
+
+        emulator.clear_faults()
+        emulator.clear_requests()
+        result = kit("fetch")
+
+        assert result.returncode == 0, result.stderr
+        # The client's first GET only reads the headers; the bytes come from the Range request.
+        assert [r.headers.get("Range") for r in emulator.requests_of_kind("download")] == [None, f"bytes={partial}-"]
+        assert archive.read_bytes() == emulator.all_files_archive()
+        assert fetch.is_complete(work / DATA) and len(pd.read_csv(work / DATA / "index" / "test.csv")) == 6
 
 
 def test_corrupt_archive_is_deleted_nothing_indexed_and_a_rerun_downloads_again(emu, tmp_path, seen):
