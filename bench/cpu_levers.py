@@ -1,4 +1,4 @@
-"""What each lever gives the `cpu` preset on real photos: scales, layers, heads, blending, clip.
+"""What each lever gives the `cpu` preset on real photos: scales, test-time views, layers, heads, blending, clip.
 
 Runs on ../shared/data/dvc-real (fetched into data/) with the SqueezeNet weights in
 ../shared/data/weights. Features are cached, so only the first run pays for extraction.
@@ -25,6 +25,7 @@ from kit.tfquiet import import_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("fire7_concat", "fire8_concat")
+ZOOM_VIEWS = ("zoom", "zoom-flip")   # the central 80%, resized back (features.ZOOM), and its mirror
 
 
 def main() -> None:
@@ -39,8 +40,8 @@ def main() -> None:
 
     train = read_index(args.data_dir, "train")
     y = train["label"].to_numpy()
-    extract = lambda size, layers=(): features.extract(
-        train["path"], features.Extractor("squeezenet", size, args.weights, layers), args.cache_dir,
+    extract = lambda size, layers=(), views=("orig", "flip"): features.extract(
+        train["path"], features.Extractor("squeezenet", size, args.weights, layers, views), args.cache_dir,
         log=lambda m: print(m, file=sys.stderr))
 
     blocks = {}
@@ -52,9 +53,15 @@ def main() -> None:
         f = extract(size, LAYERS)
         blocks[f"{size}+layers"] = f
         print(f"extract squeezenet@{size}+layers: {f.seconds:.0f} s ({f.computed} computed)", file=sys.stderr)
+        f = extract(size, views=ZOOM_VIEWS)
+        blocks[f"{size}-zoom"] = f
+        print(f"extract squeezenet@{size}, zoom views: {f.seconds:.0f} s ({f.computed} computed)", file=sys.stderr)
 
     def x_of(*names, views=slice(None)):
         return features.image_vectors([blocks[n].features[:, views] for n in names])
+
+    def four_views(size):
+        return features.image_vectors([np.concatenate([blocks[f"{size}"].features, blocks[f"{size}-zoom"].features], 1)])
 
     def standardised(*names):
         """The same features with per-feature standardising instead of sqrt + unit length."""
@@ -69,6 +76,9 @@ def main() -> None:
         ("227 + 299, standardised instead of sqrt + L2", lambda: standardised("227", "299"), "logreg-std"),
         ("227 + 299", lambda: x_of("227", "299"), "logreg"),
         ("227 + 299 + 384", lambda: x_of("227", "299", "384"), "logreg"),
+        ("227, four views averaged (orig, flip, zoom, zoom-flip)", lambda: four_views(227), "logreg"),
+        ("227 + 299, zoom views as blocks of their own", lambda: x_of("227", "299", "227-zoom", "299-zoom"), "logreg"),
+        ("227 + 299 + 384 + the zoom blocks", lambda: x_of("227", "299", "384", "227-zoom", "299-zoom"), "logreg"),
         ("227 + 299, fire7/8 pooled too", lambda: x_of("227+layers", "299+layers"), "logreg"),
         ("227 + 299 + 384, dense head", lambda: x_of("227", "299", "384"), "dense"),
     ]
@@ -83,7 +93,7 @@ def main() -> None:
             result = heads.logreg(x, y, x[:2], args.folds, 0, grid=grid, log=lambda *_: None)
         oofs[name] = result.oof
         rows.append(_row(name, x.shape[1], result.oof, y, time.time() - started))
-    lr, dense = variants[4][0], variants[6][0]
+    lr, dense = variants[4][0], variants[-1][0]
     both = np.stack([oofs[lr], oofs[dense]], axis=1)
     w = blend.blend_weights(both, y)
     rows.append(_row(f"blend: 227+299+384 logreg and dense (w={w[0]:.2f}/{w[1]:.2f})", 0, both @ w, y, 0))

@@ -26,7 +26,7 @@ class Config:
     model: str = "baseline-cnn"
     backbones: str = ""                     # features: "name@size[+layer...]" comma-separated
     weights: str = "imagenet"               # imagenet | none | a weights file | a folder of weights files
-    views: str = "orig,flip"                # test-time views whose features are cached
+    views: str = "orig,flip"                # test-time views cached and averaged; also zoom, zoom-flip
     heads: str = "logreg,dense"             # heads trained by K-fold on the features, then blended
     folds: int = 5
     head_epochs: int = 30
@@ -78,6 +78,8 @@ class Config:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):
             _check_choice("heads", head, HEADS)
+        from kit.features import VIEWS
+
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)
         if self.method != "cnn" and not _split(self.backbones):
@@ -114,7 +116,6 @@ class Config:
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 METHODS = ("cnn", "features", "finetune", "frozen")
 HEADS = ("logreg", "dense")
-VIEWS = ("orig", "flip")
 
 
 def _split(text: str) -> list[str]:

@@ -26,6 +26,8 @@ from kit import faults, fileio, images
 from kit.generators import ImageBatches
 
 PART_ROWS = 512   # images per part file: the most work an interruption can lose
+VIEWS = ("orig", "flip", "zoom", "zoom-flip")
+ZOOM = 0.8        # the zoom views: the central 80% of each side, resized back to the input size
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,25 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
 
 def _views(model, batch: np.ndarray, views: Sequence[str]) -> np.ndarray:
     """Run the model on each test-time view of a preprocessed batch: [n, views, dim]."""
-    outputs = []
-    for view in views:
-        x = batch if view == "orig" else np.ascontiguousarray(batch[:, :, ::-1])
-        outputs.append(np.asarray(model.predict_on_batch(x), np.float32))
-    return np.stack(outputs, axis=1)
+    return np.stack([np.asarray(model.predict_on_batch(view_of(batch, view)), np.float32) for view in views], axis=1)
+
+
+def view_of(batch: np.ndarray, view: str) -> np.ndarray:
+    """One test-time view (see VIEWS) of a batch [n, side, side, channels]."""
+    if view.startswith("zoom"):
+        batch = _centre_zoom(batch)
+    if view.endswith("flip"):
+        batch = batch[:, :, ::-1]
+    return np.ascontiguousarray(batch)
+
+
+def _centre_zoom(batch: np.ndarray) -> np.ndarray:
+    import cv2
+
+    side = batch.shape[1]
+    margin = int(round(side * (1 - ZOOM) / 2))
+    return np.stack([cv2.resize(image[margin:side - margin, margin:side - margin], (side, side),
+                                interpolation=cv2.INTER_LINEAR) for image in batch])
 
 
 def _prefetched(batches: ImageBatches):

@@ -129,6 +129,20 @@ def test_flip_view_features_differ_from_original(fetched, tmp_path):
     assert not np.allclose(feats.features[:, 0], feats.features[:, 1])
 
 
+def test_views_mirror_and_zoom_into_the_centre():
+    batch = np.full((2, 20, 20, 3), 100.0, np.float32)
+    batch[:, 2:18, 2:18] = np.random.default_rng(0).random((2, 16, 16, 3))   # the central 80% of the side
+    assert np.array_equal(features.view_of(batch, "orig"), batch)
+    assert np.array_equal(features.view_of(batch, "flip"), batch[:, :, ::-1])
+    zoom = features.view_of(batch, "zoom")
+    assert zoom.shape == batch.shape and zoom.max() < 1.0      # no border pixel survives the zoom
+    assert zoom.mean() == pytest.approx(batch[:, 2:18, 2:18].mean(), abs=0.02)   # the centre, stretched
+    assert np.array_equal(features.view_of(batch, "zoom-flip"), zoom[:, :, ::-1])
+    assert config.Config(views="orig,flip,zoom,zoom-flip").views.count(",") == 3
+    with pytest.raises(config.KitError, match="views 'rotate' is not one of: orig, flip, zoom, zoom-flip"):
+        config.Config(views="orig,rotate")
+
+
 # --------------------------------------------------------------------------- heads, blend, clip
 
 def _separable(n=120, d=6, seed=0):
