@@ -5,7 +5,7 @@ Runs on ../shared/data/dvc-real (fetched into data/) with the SqueezeNet weights
 Prints one table: variant, feature width, 5-fold OOF log loss (raw, at [0.005, 0.995],
 at the clip chosen on OOF), accuracy, and the head's time.
 
-    python bench/cpu_levers.py [--data-dir DIR] [--weights DIR] [--folds 5]
+    python bench/cpu_levers.py [--data-dir DIR] [--weights DIR] [--folds 5] [--seed 0]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(REPO / "cache" / "features"))
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--head-epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment: rerun with others to see the noise")
     args = parser.parse_args()
     import_keras()
 
@@ -87,10 +88,10 @@ def main() -> None:
         x = make_x()
         started = time.time()
         if head == "dense":
-            result = heads.dense(x, y, x[:2], args.folds, 0, epochs=args.head_epochs, log=lambda *_: None)
+            result = heads.dense(x, y, x[:2], args.folds, args.seed, epochs=args.head_epochs, log=lambda *_: None)
         else:
             grid = (0.001, 0.003, 0.01, 0.03, 0.1) if head == "logreg-std" else heads.LOGREG_C_GRID
-            result = heads.logreg(x, y, x[:2], args.folds, 0, grid=grid, log=lambda *_: None)
+            result = heads.logreg(x, y, x[:2], args.folds, args.seed, grid=grid, log=lambda *_: None)
         oofs[name] = result.oof
         rows.append(_row(name, x.shape[1], result.oof, y, time.time() - started))
     lr, dense = variants[4][0], variants[-1][0]
