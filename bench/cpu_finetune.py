@@ -65,7 +65,7 @@ def main() -> None:
 
     started = time.time()
     copies = augmented_copies(paths, args.copies)
-    oof = logreg_with_copies(x, l2_sqrt(copies), y, args.folds, c=c / 3)
+    oof = logreg_with_copies(x, features.root_unit(copies), y, args.folds, c=c / 3)
     rows.append(row(f"+ {args.copies} augmented copies per training image", oof, y, time.time() - started))
 
     started = time.time()
@@ -156,12 +156,6 @@ def augmented_copies(paths, k: int) -> np.ndarray:
     return out
 
 
-def l2_sqrt(v: np.ndarray) -> np.ndarray:
-    """The per-view version of features.image_vectors' normalisation (signed root, unit length)."""
-    v = np.sign(v) * np.sqrt(np.abs(v))
-    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)
-
-
 def logreg_with_copies(x, copies, y, k, c) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
@@ -198,7 +192,7 @@ def init_head(model, pooled: np.ndarray, labels: np.ndarray, c: float) -> None:
     (twice the reference's rows, hence the callers' smaller C)."""
     from sklearn.linear_model import LogisticRegression
 
-    vectors = l2_sqrt(pooled).reshape(-1, pooled.shape[-1])
+    vectors = features.root_unit(pooled).reshape(-1, pooled.shape[-1])
     labels = np.repeat(labels, pooled.shape[1])
     fit = LogisticRegression(C=c, max_iter=3000).fit(vectors, labels)
     model.get_layer("head").set_weights([fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)])

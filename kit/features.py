@@ -216,9 +216,10 @@ def image_vectors(blocks: Sequence[np.ndarray]) -> np.ndarray:
     activations do not swamp the rest. On the real photos this took SqueezeNet 227+299 with
     logistic regression from 0.068 to 0.062 OOF log loss, against per-feature standardising.
     """
-    out = []
-    for block in blocks:
-        x = block.mean(axis=1)
-        x = np.sign(x) * np.sqrt(np.abs(x))
-        out.append(x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12))
-    return np.concatenate(out, axis=1).astype(np.float32)
+    return np.concatenate([root_unit(block.mean(axis=1)) for block in blocks], axis=1).astype(np.float32)
+
+
+def root_unit(x: np.ndarray) -> np.ndarray:
+    """Signed square root, then unit length along the last axis."""
+    x = np.sign(x) * np.sqrt(np.abs(x))
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)
