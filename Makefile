@@ -31,11 +31,11 @@ help: ## list the targets
 	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-# The virtual environment is rebuilt whenever requirements.txt is newer than it.
-$(STAMP): requirements.txt
+# The virtual environment holds exactly requirements.lock, and is refreshed whenever the lock changes.
+$(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
 	@touch $@
 
 venv: $(STAMP) ## create or refresh the virtual environment
