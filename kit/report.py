@@ -70,14 +70,19 @@ class Run:
 # --------------------------------------------------------------------------- finding and reading a run
 
 
+def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
+    """Run folders holding metrics.json, the most recently finished last."""
+    return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)]
+
+
 def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
     """A run folder by name (or path); without a name, the most recently finished run."""
     runs_dir = Path(runs_dir)
     if name is None:
-        finished = sorted(runs_dir.glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)
+        finished = finished_runs(runs_dir)
         if not finished:
             raise KitError(f"no finished run under {runs_dir}/: run `python -m kit train` first")
-        return finished[-1].parent
+        return finished[-1]
     path = Path(name) if Path(name).is_dir() and (Path(name) / "config.json").is_file() else runs_dir / name
     if not (path / METRICS).is_file():
         raise KitError(f"run {name!r} is not finished ({path / METRICS} is missing): "
