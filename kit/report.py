@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,29 +141,17 @@ def build(run_path: Path, reports_dir: str | Path = "reports", layer: str | None
     run = load_run(run_path)
     reports_dir = Path(reports_dir)
     final = reports_dir / run.path.name
-    partial = reports_dir / f".{run.path.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     log(f"report: building the page for run {run.path.name} ({run.config.method})")
-    body = [_summary(run),
-            _curves(run, partial),
-            _calibration(run, partial),
-            *_pictures_and_maps(run, partial, layer, log),
-            _cleaning(reports_dir),
-            _tables(run)]
-    fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))
-    _swap(partial, final)
+    with fileio.atomic_dir(final) as partial:
+        body = [_summary(run),
+                _curves(run, partial),
+                _calibration(run, partial),
+                *_pictures_and_maps(run, partial, layer, log),
+                _cleaning(reports_dir),
+                _tables(run)]
+        fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))
     log(f"report: {final / 'index.html'}")
     return final / "index.html"
-
-
-def _swap(partial: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(run: Run) -> str:
