@@ -61,9 +61,7 @@ class Run:
         """The bounds the submission used: its sidecar says; else the rule predict follows."""
         if self.sidecar.get("clip"):
             return tuple(self.sidecar["clip"])
-        if self.config.clip_mode == "oof" and self.metrics.get("clip_chosen"):
-            return tuple(self.metrics["clip_chosen"])
-        return self.config.clip_low, self.config.clip_high
+        return blend.clip_bounds(self.config, self.metrics.get("clip_chosen"))
 
 
 # --------------------------------------------------------------------------- finding and reading a run
