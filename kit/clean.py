@@ -273,16 +273,23 @@ def rebalance(index: pd.DataFrame, excluded_ids, data_dir: Path, seed: int = 0) 
     return additions
 
 
+def read_exclusions(data_dir) -> tuple[set | None, pd.DataFrame | None]:
+    """The ids <data_dir>/exclusions.csv lists and the rows of additions.csv (None where absent)."""
+    data_dir = Path(data_dir)
+    excluded = set(pd.read_csv(data_dir / EXCLUSIONS)["id"]) if (data_dir / EXCLUSIONS).is_file() else None
+    added = pd.read_csv(data_dir / ADDITIONS) if (data_dir / ADDITIONS).is_file() else None
+    return excluded, added
+
+
 def apply_exclusions(index: pd.DataFrame, data_dir, log=print) -> pd.DataFrame:
     """The training index less <data_dir>/exclusions.csv, plus additions.csv when present."""
     data_dir = Path(data_dir)
     out = index
-    if (data_dir / EXCLUSIONS).is_file():
-        excluded = set(pd.read_csv(data_dir / EXCLUSIONS)["id"])
+    excluded, added = read_exclusions(data_dir)
+    if excluded is not None:
         out = out[~out["id"].isin(excluded)]
         log(f"clean: excluded {len(index) - len(out)} training images listed in {data_dir / EXCLUSIONS}")
-    if (data_dir / ADDITIONS).is_file():
-        added = pd.read_csv(data_dir / ADDITIONS)
+    if added is not None:
         out = pd.concat([out, added], ignore_index=True)
         log(f"clean: added {len(added)} rebalancing images from {data_dir / ADDITIONS}")
     return out.reset_index(drop=True)
