@@ -323,11 +323,11 @@ def imagenet_classifiers(names, weights: str, log=print) -> tuple[list[str], str
 
     if not names:
         raise KitError("no classifier given: pass --imagenet-backbones, e.g. xception,resnet50")
-    if weights.lower() == "none":
-        return [], "weights=none: random weights classify nothing"
     usable, lacking = [], []
     for name in names:
         (usable if backbones.get(name).has_imagenet_top else lacking).append(name)
+    if weights.lower() == "none":
+        return [], "weights=none: random weights classify nothing"
     for name in lacking:
         log(f"clean: imagenet: {name} has no 1000-class ImageNet top; left out of the vote")
     return usable, f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no 1000-class ImageNet top"
