@@ -150,6 +150,7 @@ def _own_data_dir(cfg, tmp_path):
     return config.Config(**{**cfg.to_dict(), "data_dir": str(tmp_path / "data")})
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("options, message", [
     ({"known_lists": ("seed004", "seed04")}, "the known check cannot run: unknown anomaly list 'seed04'"),
     ({"checks": ("files", "label-noise"), "noise_run": "nope"}, "the label-noise check cannot run: --noise-run nope"),
@@ -168,6 +169,7 @@ def test_a_check_that_cannot_run_is_an_error_and_the_exclusions_stay(planted, tm
     assert not (tmp_path / "second").exists()
 
 
+@pytest.mark.bad_input
 def test_clean_command_exits_non_zero_with_one_line(planted, tmp_path):
     from conftest import run_kit
 
