@@ -201,8 +201,8 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
         # batches from Python's global generator, which a resumed run has drawn from differently.
         model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
                   initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity(), shuffle=False)
-    elif checkpoint.best_weights() is not None:   # killed after the last epoch: restore as EarlyStopping does
-        model.set_weights(checkpoint.best_weights())
+    elif (best := checkpoint.best_weights()) is not None:   # killed after the last epoch: as EarlyStopping ends
+        model.set_weights(best)
     checkpoint.finish(model)
     return model
 

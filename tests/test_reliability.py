@@ -33,6 +33,8 @@ TINY_FINETUNE = ["--preset", "cpu", "--set", "method=finetune", "--set", "backbo
 FAULT_RUNS = {
     "features": [*TINY_FEATURES, "--set", "heads=logreg,dense"],
     "finetune": TINY_FINETUNE,
+    # A fine-tuning rate so high that validation loss rises at once: early stopping ends the phase.
+    "finetune-stopping": [*TINY_FINETUNE, "--set", "epochs=6", "--set", "patience=1", "--set", "finetune_lr=0.01"],
     "frozen": [*TINY_FINETUNE, "--set", "method=frozen"],
     "cnn": ["--preset", "demo", "--set", "run=cpu", "--set", "image_size=32", "--set", "width=8", "--set", "dense=16",
             "--set", "epochs=2", "--set", "batch_size=16"],
@@ -138,19 +140,24 @@ def test_killed_during_feature_extraction_then_rerun_reuses_the_cache(source, tm
 
 @pytest.mark.fault
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["finetune", "frozen", "cnn"])
+@pytest.mark.parametrize("method", ["finetune", "finetune-stopping", "frozen", "cnn"])
 def test_killed_during_training_then_rerun_ends_as_an_uninterrupted_run(source, tmp_path, uninterrupted, method):
     """Killed after the second epoch (finetune: inside its fine-tuning phase, so the rerun resumes with
-    the optimizer and early-stopping state of epoch 2); cnn has no epoch states and trains again."""
+    the optimizer and early-stopping state of that epoch; frozen: after its last epoch, before the
+    phase was finished); cnn has no epoch states and trains again."""
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
     args = FAULT_RUNS[method]
     killed("train", *args, *paths_for(tmp_path), point="train-epoch:2")
     assert not (tmp_path / "runs" / "cpu" / "metrics.json").exists()
-    if method == "finetune":
+    if method.startswith("finetune"):
         states = {p.name: json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("state-*.json")}
         assert states["state-warmup.json"]["done"] and states["state-finetune.json"]["epoch"] == 1
     train_and_predict(tmp_path, args)
-    assert_same_outputs(tmp_path, uninterrupted(method), method)
+    reference = uninterrupted(method)
+    if method == "finetune-stopping":
+        state = json.loads(next((reference / "runs").rglob("fold0/state-finetune.json")).read_text())
+        assert state["stopped"] and state["epoch"] < 6, "early stopping must end the phase for this case to count"
+    assert_same_outputs(tmp_path, reference, method)
 
 
 @pytest.mark.fault
