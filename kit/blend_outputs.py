@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, score
+from kit import blend, fileio, resume, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
+from kit.kernel_run import DONE_NAME
 
 OOF, TEST = "oof.csv", "test_predictions.csv"
 NOT_MODELS = ("id", "label", "blend")
@@ -72,9 +73,6 @@ def describe_input(folder: Path) -> dict:
     """Where one input came from: a run or a kernel output, the digests of its config and of what
     shaped it (from its metrics.json; None for outputs written before the kit recorded one), and
     its own blended OOF log loss."""
-    from kit import fileio, resume
-    from kit.kernel_run import DONE_NAME
-
     config = fileio.read_json(folder / "config.json")
     metrics = fileio.read_json(folder / "metrics.json")
     oof = _read(folder / OOF, ("id", "label"))

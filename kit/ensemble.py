@@ -123,4 +123,3 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
     log("train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
     log(f"train: run saved in {out}")
     return metrics
-

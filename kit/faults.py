@@ -2,8 +2,9 @@
 
 `KIT_CRASH_AT=<point>` makes the process kill itself with SIGKILL when it reaches that
 point (`<point>:<n>`: the n-th time it does): no cleanup handlers, no atexit, no finally
-blocks, exactly like the OOM killer or a closed laptop lid. The tests then rerun the same command and check that it completes,
-reuses finished work, and leaves nothing that looks complete but is not.
+blocks, exactly like the OOM killer or a closed laptop lid. The tests then rerun the same
+command and check that it completes, reuses finished work, and ends as an uninterrupted
+run does.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import signal
 
 VARIABLE = "KIT_CRASH_AT"
 POINTS = ("extract", "features", "train-epoch", "fold", "submission", "download")
-
-
-_reached: dict[str, int] = {}
+_reached: dict[str, int] = {}   # how often this process has passed each point
 
 
 def point(name: str) -> None:
