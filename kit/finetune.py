@@ -6,9 +6,11 @@
 - method=finetune: one model per backbone; a warm-up with the backbone frozen, then the
   top `unfreeze` fraction of its layers trained at `finetune_lr`, with augmentation.
 
-Each fold keeps `last.keras` (every epoch, atomically) and a state file, so a killed run
-resumes from its last finished epoch; a fold with predictions.npz is finished and
-skipped. Out-of-fold and test predictions average the original and the mirrored image.
+Each fold keeps its model and early-stopping state after every epoch (see PhaseCheckpoint),
+so a killed run resumes from its last finished epoch and ends as an uninterrupted run
+does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
+says what shaped its work (kit/resume.py): work shaped otherwise is set aside, not reused.
+Out-of-fold and test predictions average the original and the mirrored image.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, score
+from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding
 from kit.config import Config
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
@@ -80,57 +82,141 @@ def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, n
     return np.where(ok, total, 0.5), ok
 
 
-class SaveLast:
-    """Keras callback factory: after every epoch, last.keras and state.json, atomically."""
+class PhaseCheckpoint:
+    """One phase's epochs on disk: the model and early-stopping state after every epoch.
 
-    def __new__(cls, folder: Path, phase: str):
+    Each epoch writes last-<phase>-<n>.keras (and best-<phase>-<n>.npz when it is the best so
+    far), then state-<phase>.json naming them: the state file is the commit, so a kill at any
+    moment leaves a state that names files from one and the same epoch.
+    """
+
+    def __init__(self, folder: Path, phase: str):
+        self.folder, self.phase = folder, phase
+        self.path = folder / f"state-{phase}.json"
+        self.state = fileio.read_json(self.path)
+
+    def stopping(self, patience: int):
+        """EarlyStopping that starts from the saved state instead of from scratch."""
         keras = import_keras()
+        state, best = self.state, self.best_weights()
 
-        class _SaveLast(keras.callbacks.Callback):
+        class _Stopping(keras.callbacks.EarlyStopping):
+            def on_train_begin(self, logs=None):
+                super().on_train_begin(logs)
+                self.wait, self.best_epoch = state.get("wait", 0), state.get("best_epoch", 0)
+                self.best, self.best_weights = state.get("best"), best
+
+        return _Stopping(patience=patience, restore_best_weights=True)
+
+    def callback(self, stopping):
+        keras = import_keras()
+        checkpoint = self
+
+        class _Save(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
-                    self.model.save(tmp)
-                fileio.write_json(folder / f"state-{phase}.json", {"epoch": epoch + 1, "logs": logs or {}})
+                checkpoint.save(self.model, epoch + 1, stopping, logs or {})
                 faults.point("train-epoch")
 
-        return _SaveLast()
+        return _Save()
+
+    def save(self, model, epoch: int, stopping, logs: dict) -> None:
+        name = f"last-{self.phase}-{epoch}.keras"
+        with fileio.atomic_path(self.folder / name) as tmp:
+            model.save(tmp)
+        best = None
+        if stopping.best_weights is not None:
+            best = f"best-{self.phase}-{stopping.best_epoch + 1}.npz"
+            if not (self.folder / best).exists():
+                with fileio.atomic_path(self.folder / best) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, *stopping.best_weights)
+        self._commit({"epoch": epoch, "model": name, "best_weights": best, "wait": stopping.wait,
+                      "best": None if stopping.best is None else float(stopping.best),
+                      "best_epoch": stopping.best_epoch, "stopped": bool(model.stop_training),
+                      "logs": {k: float(v) for k, v in logs.items()}})
+
+    def best_weights(self):
+        if not self.state.get("best_weights"):
+            return None
+        with np.load(self.folder / self.state["best_weights"]) as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def finish(self, model) -> None:
+        """The phase's result (the best epoch's weights) as final-<phase>.keras."""
+        name = f"final-{self.phase}.keras"
+        with fileio.atomic_path(self.folder / name) as tmp:
+            model.save(tmp)
+        self._commit({**self.state, "model": name, "best_weights": None, "done": True})
+
+    def _commit(self, state: dict) -> None:
+        fileio.write_json(self.path, state)
+        self.state = state
+        keep = {state.get("model"), state.get("best_weights")}
+        for old in [*self.folder.glob(f"last-{self.phase}-*.keras"), *self.folder.glob(f"best-{self.phase}-*.npz")]:
+            if old.name not in keep:
+                old.unlink()
+
+
+def EpochSeeds(train_data: ImageBatches, seed: int, key: tuple, first_epoch: int):
+    """Before each epoch: the data order and augmentation of epoch `first_epoch + epoch`, and the
+    model's dropout seeds derived from (seed, key, epoch), whatever ran in this process before."""
+    keras = import_keras()
+
+    class _EpochSeeds(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            train_data.set_epoch(first_epoch + epoch)
+            seeding.reseed_model(self.model, seed, *key, epoch)
+
+    return _EpochSeeds()
 
 
 def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int, learning_rate: float,
-              config: Config, log=print):
-    """Train one phase with early stopping, resuming from its last finished epoch if any."""
+              config: Config, log=print, first_epoch: int = 0):
+    """Train one phase with early stopping, resuming from its last finished epoch if any.
+
+    A resumed phase ends with the weights an uninterrupted one ends with: the optimizer comes
+    back with the model, early stopping with its state, and every epoch is seeded by its number.
+    """
     keras = import_keras()
-    state = fileio.read_json(folder / f"state-{phase}.json")
+    checkpoint = PhaseCheckpoint(folder, phase)
+    state = checkpoint.state
+    if state.get("done"):
+        return keras.models.load_model(folder / state["model"])
     start = state.get("epoch", 0)
-    if start >= epochs or (folder / f"done-{phase}").exists():
-        return keras.models.load_model(folder / f"last-{phase}.keras")
+    unfinished = start < epochs and not state.get("stopped")
     if start:
-        log(f"finetune: resuming {folder.name} {phase} at epoch {start + 1}")
-        model = keras.models.load_model(folder / f"last-{phase}.keras")
+        model = keras.models.load_model(folder / state["model"])
+        if unfinished:
+            log(f"finetune: resuming {folder.parent.name} {folder.name} {phase} at epoch {start + 1}")
     else:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                       metrics=["accuracy"])
-    callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
-                 keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-                 SaveLast(folder, phase),
-                 WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
-                             folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
-    model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
-              initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity())
-    with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
-        model.save(tmp)   # the restored best weights, not the last epoch's
-    (folder / f"done-{phase}").touch()
+    if unfinished:
+        stopping = checkpoint.stopping(config.patience)
+        callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
+                     EpochSeeds(train_data, config.seed, (folder.parent.name, folder.name, phase), first_epoch),
+                     stopping, checkpoint.callback(stopping),
+                     WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
+                                 folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
+        # shuffle=False: ImageBatches orders each epoch from its seed; Keras would reorder the
+        # batches from Python's global generator, which a resumed run has drawn from differently.
+        model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
+                  initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity(), shuffle=False)
+    elif (best := checkpoint.best_weights()) is not None:   # killed after the last epoch: as EarlyStopping ends
+        model.set_weights(best)
+    checkpoint.finish(model)
     return model
 
 
-def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print):
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict, log=print):
+    """One model's fold; work saved under another identity (config, data, weights) is set aside."""
     folder = run_dir(config) / name / f"fold{fold}"
-    folder.mkdir(parents=True, exist_ok=True)
+    resume.claim(folder, identity, run_dir(config), f"finetune: {name} fold {fold + 1}", log)
     done = folder / "predictions.npz"
     if done.exists():
         with np.load(done) as saved:
             return saved["val"], saved["test"], saved["test_ok"]
     log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
+    seeding.seed_work(config.seed, name, fold)   # the same initial weights whether earlier folds ran here or not
     with accel.strategy().scope():
         model = build_model(extractors, config, trainable_fraction=0.0)
         train_data = _batches(extractors, train_part, config, train=True)
@@ -142,7 +228,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
             for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                 set_trainable(net, config.unfreeze)
             model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
-                              config, log)
+                              config, log, first_epoch=config.warmup_epochs)
     val_pred, _ = predict_tta(model, extractors, val_part, config)
     test_pred, test_ok = predict_tta(model, extractors, test, config)
     with fileio.atomic_path(done) as tmp:
@@ -164,6 +250,7 @@ def train_end_to_end(config: Config, log=print) -> dict:
     stages.done("index")
 
     extractors = config.extractors()
+    identity = resume.run_identity(config, train, test, extractors)
     groups = ([(ex.label, [ex]) for ex in extractors] if config.method == "finetune"
               else [("frozen-" + "+".join(ex.label for ex in extractors), extractors)])
     results, test_ok = [], np.ones(len(test), bool)
@@ -171,7 +258,8 @@ def train_end_to_end(config: Config, log=print) -> dict:
         started = time.time()
         oof, test_pred = np.zeros(len(train)), np.zeros(len(test))
         for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
-            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log)
+            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test,
+                                                 resume.fold_identity(identity, group, fold), log)
             oof[va] = val_pred
             test_pred += fold_test / config.folds
             test_ok &= ok
