@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, score
+from kit import accel, backbones, dataset, faults, fileio, heads, score, time_budget
 from kit.config import Config
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
@@ -97,8 +97,11 @@ class SaveLast:
 
 
 def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int, learning_rate: float,
-              config: Config, log=print):
-    """Train one phase with early stopping, resuming from its last finished epoch if any."""
+              config: Config, log=print, guard=None):
+    """Train one phase with early stopping, resuming from its last finished epoch if any.
+
+    `guard` (time_budget.epoch_guard) stops it before an epoch the time budget cannot hold.
+    """
     keras = import_keras()
     state = fileio.read_json(folder / f"state-{phase}.json")
     start = state.get("epoch", 0)
@@ -115,6 +118,7 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
                  SaveLast(folder, phase),
                  WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
                              folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
+    callbacks += [guard] if guard is not None else []
     model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
               initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity())
     with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
@@ -123,28 +127,44 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
     return model
 
 
-def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print):
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print,
+               budget: time_budget.Budget | None = None):
+    """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished."""
     folder = run_dir(config) / name / f"fold{fold}"
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "predictions.npz"
     if done.exists():
         with np.load(done) as saved:
             return saved["val"], saved["test"], saved["test_ok"]
+    budget = budget or time_budget.Budget(0)
+    started, fresh = time.monotonic(), not (folder / "state-warmup.json").exists()
     log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
+
+    def tail() -> float:
+        return budget.tail_estimate(name, len(train_part), 2 * (len(val_part) + len(test)))
+
     with accel.strategy().scope():
         model = build_model(extractors, config, trainable_fraction=0.0)
         train_data = _batches(extractors, train_part, config, train=True)
         val_data = _batches(extractors, val_part, config, train=False)
         model = fit_phase(model, folder, "warmup", train_data, val_data, config.warmup_epochs if config.method == "finetune"
-                          else config.epochs, config.learning_rate, config, log)
+                          else config.epochs, config.learning_rate, config, log,
+                          guard=time_budget.epoch_guard(budget, name, "warmup", tail, log))
         if config.method == "finetune" and config.unfreeze > 0:
-            keras = import_keras()
-            for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
-                set_trainable(net, config.unfreeze)
-            model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
-                              config, log)
+            if budget.may_start_epoch(name, "finetune", tail()) or (folder / "state-finetune.json").exists():
+                keras = import_keras()
+                for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
+                    set_trainable(net, config.unfreeze)
+                model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
+                                  config, log, guard=time_budget.epoch_guard(budget, name, "finetune", tail, log))
+            else:
+                log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
+    predicting = time.monotonic()
     val_pred, _ = predict_tta(model, extractors, val_part, config)
     test_pred, test_ok = predict_tta(model, extractors, test, config)
+    budget.record_tail(name, time.monotonic() - predicting)
+    if fresh:   # a fold resumed halfway would understate what a whole fold costs
+        budget.record_fold(name, time.monotonic() - started)
     with fileio.atomic_path(done) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, val=val_pred, test=test_pred, test_ok=test_ok)
@@ -153,6 +173,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
 
 
 def train_end_to_end(config: Config, log=print) -> dict:
+    budget = time_budget.Budget(config.time_budget_s)
     accel.set_precision(config.mixed_precision)
     stages = Stages(log)
     start_run(config)
@@ -166,24 +187,58 @@ def train_end_to_end(config: Config, log=print) -> dict:
     extractors = config.extractors()
     groups = ([(ex.label, [ex]) for ex in extractors] if config.method == "finetune"
               else [("frozen-" + "+".join(ex.label for ex in extractors), extractors)])
-    results, test_ok = [], np.ones(len(test), bool)
-    for name, group in groups:
-        started = time.time()
-        oof, test_pred = np.zeros(len(train)), np.zeros(len(test))
-        for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
-            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log)
-            oof[va] = val_pred
-            test_pred += fold_test / config.folds
+    if budget.limited:
+        log(f"finetune: time budget {budget.seconds:.0f} s: no fold or epoch starts that the pace so far says "
+            "would not finish inside it")
+    # Fold by fold across the models, rather than model by model, so that a run the budget stops early
+    # still has every model, each over the same held-out images.
+    finished = {name: [] for name, _ in groups}   # name -> [(val rows, val predictions, test predictions)]
+    seconds = {name: 0.0 for name, _ in groups}
+    test_ok, started = np.ones(len(test), bool), time.time()
+    for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
+        if not budget.may_start_round(list(finished), first_of_run=not any(finished.values())):
+            log(budget.refused[-1])
+            break
+        for name, group in groups:
+            fold_started = time.time()
+            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log,
+                                                 budget)
+            finished[name].append((va, val_pred, fold_test))
+            seconds[name] += time.time() - fold_started
             test_ok &= ok
-            spent = time.time() - started   # hours-long on Kaggle: say when this model will be done
-            log(f"finetune: {name}: {fold + 1}/{config.folds} folds in {spent:.0f} s, "
-                f"about {spent / (fold + 1) * (config.folds - fold - 1):.0f} s to go for this model")
-        results.append(heads.HeadResult(name, oof, test_pred, score.log_loss(y, oof),
-                                        {"unfreeze": config.unfreeze, "epochs": config.epochs},
-                                        time.time() - started))
-        log(f"finetune: {name}: OOF log loss {results[-1].oof_log_loss:.4f}")
-        stages.done(f"model {name}")
-    return finish_run(config, train, test, test_ok, results, stages, log)
+        spent = time.time() - started   # hours-long on Kaggle: say when this run will be done
+        log(f"finetune: {fold + 1}/{config.folds} folds of {len(groups)} model(s) in {spent:.0f} s, "
+            f"about {spent / (fold + 1) * (config.folds - fold - 1):.0f} s to go")
+    covered, results = _fold_results(finished, seconds, y, config)
+    for result in results:
+        log(f"finetune: {result.name}: OOF log loss {result.oof_log_loss:.4f} over {len(covered)} images")
+    stages.done("models")
+    completed = len(next(iter(finished.values())))
+    if completed < config.folds:
+        log(f"finetune: {completed} of {config.folds} folds finished inside the time budget; the OOF score covers "
+            f"the {len(covered)} images they held out, and the test predictions average those folds")
+    extra = {"folds_completed": completed, "time_budget_s": config.time_budget_s,
+             "stopped_by_time_budget": completed < config.folds, "time_budget_refused": budget.refused}
+    return finish_run(config, train.iloc[covered].reset_index(drop=True), test, test_ok, results, stages, log,
+                      extra=extra)
+
+
+def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
+    """Each model's OOF over the images its finished folds held out, and its test predictions averaged over them.
+
+    Folds run in the same order for every model and stop together, so every model finished the same folds.
+    """
+    covered = np.sort(np.concatenate([va for va, _, _ in next(iter(finished.values()))]))
+    results = []
+    for name, folds_done in finished.items():
+        oof = np.zeros(len(y))
+        for va, val_pred, _ in folds_done:
+            oof[va] = val_pred
+        test_pred = np.mean([fold_test for _, _, fold_test in folds_done], axis=0)
+        results.append(heads.HeadResult(name, oof[covered], test_pred, score.log_loss(y[covered], oof[covered]),
+                                        {"unfreeze": config.unfreeze, "epochs": config.epochs,
+                                         "folds_completed": len(folds_done)}, seconds[name]))
+    return covered, results
 
 
 def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:

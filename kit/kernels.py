@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import COMPETITION, fileio
+from kit import COMPETITION, fileio, kaggle_env
 from kit.config import PRESETS, resolve
 from kit.errors import KitError
 
@@ -51,7 +51,8 @@ class KernelSpec:
 
     @property
     def overrides(self) -> dict:
-        return {"run": self.name, **({"backbones": self.backbone} if self.backbone else {})}
+        return {"run": self.name, "time_budget_s": float(kaggle_env.TIME_BUDGET_S),
+                **({"backbones": self.backbone} if self.backbone else {})}
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,9 @@ def _description(spec: KernelSpec, options: BuildOptions, digest: str) -> str:
             else f"the `{spec.preset}` preset")
     weights = (f"from the attached dataset `{options.weights_dataset}` (internet off)" if options.weights_dataset
                else "downloaded by Keras (internet on)")
-    devices = ("Fine-tunes on every GPU (a mirrored strategy) in mixed precision."
+    devices = ("Fine-tunes on every GPU (a mirrored strategy) in mixed precision; starts no fold or epoch that the "
+               f"measured pace says would end after {config.time_budget_s / 3600:g} h (Kaggle kills a session at "
+               f"{kaggle_env.SESSION_LIMIT_S // 3600} h), and predicts with the folds it finished."
                if config.method in ("finetune", "frozen") else
                "Extracts features on one GPU, then trains the heads on them.")
     return f"""\

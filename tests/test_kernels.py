@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION, blend_outputs, kernel_remote, kernel_run, kernels, score, submit, synthetic
+from kit import COMPETITION, blend_outputs, kaggle_env, kernel_remote, kernel_run, kernels, score, submit, synthetic
 from kit.config import Config, resolve
 from kit.errors import KitError
 
@@ -321,6 +321,28 @@ def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
     if name in EXTRACTED:
         assert "using extracted train/ in place" in log
     assert_no_secret(out, folder=working)
+
+
+@pytest.mark.slow
+def test_a_kernel_out_of_time_ends_with_the_folds_it_finished(built, kaggle_input, tmp_path):
+    run = play(built / "gpu-modern" / "gpu-modern.py", kaggle_input / "zipped", tmp_path,
+               overrides={**TINY, "backbones": "tiny@32", "time_budget_s": 1.0})
+    assert run.result.returncode == 0, (run.result.stdout + run.result.stderr)[-4000:]
+    metrics = json.loads((run.working / "metrics.json").read_text())
+    assert metrics["folds_completed"] == 1 and metrics["folds"] == 2 and metrics["stopped_by_time_budget"]
+    assert len(pd.read_csv(run.working / "oof.csv")) == 20, "the held-out half of fold 1, of 40 images"
+    sample = pd.read_csv(run.working / "sample_submission.csv")
+    assert len(score.validate_submission(pd.read_csv(run.working / "submission.csv"), sample["id"], source="k")) == 8
+    assert submit.read_sidecar(run.working / "submission.csv")["local_score_kind"] == "oof"
+    assert (run.working / "kernel.json").is_file()
+    log = (run.working / "kit.log").read_text()
+    assert "left for training" in log and "not starting the next fold" in log
+
+
+def test_kernels_carry_a_time_budget_under_the_session_limit():
+    for spec in SPECS:
+        budget = resolve(spec.preset, spec.overrides).time_budget_s
+        assert 0 < budget <= kaggle_env.SESSION_LIMIT_S - 3600, spec.name
 
 
 def test_importing_the_kernel_modules_stays_light():
