@@ -38,6 +38,7 @@ class Config:
     time_budget_s: float = 0.0              # finetune/frozen: start no fold or epoch that would end later (0: none)
     clip_mode: str = "oof"                  # oof: clip chosen on OOF predictions | fixed: clip_low/clip_high
     cache_dir: str = "cache/features"
+    pixel_cache_dir: str = "cache/pixels"   # finetune/frozen: training images decoded once, uint8, per size
     image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
     width: int = 32                         # filters in the first conv block; doubles per block, capped at 4x
     dense: int = 512

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, score, time_budget
+from kit import accel, backbones, dataset, faults, fileio, heads, score, time_budget, train_input
 from kit.config import Config
+from kit.errors import KitError
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
-from kit.generators import Augment, ImageBatches, keras_dataset
+from kit.generators import Augment, ImageBatches
 from kit.plots import WatchCurves
 from kit.tfquiet import import_keras
 from kit.train import keras_verbosity, run_dir, start_run
@@ -69,15 +70,28 @@ def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, n
     """Mean of the original and mirrored predictions; ok[i] False where the file was unusable."""
     total = np.zeros(len(frame))
     ok = np.zeros(len(frame), bool)
+    predict = _predictor(model)
     for flip in (False, True):
         batches = _batches(extractors, frame, config, train=False, flip=flip)
         for i in range(len(batches)):
             inputs, _, kept = batches[i]
             if len(kept):
-                total[kept] += np.asarray(model.predict_on_batch(inputs), np.float64).ravel() / 2
+                total[kept] += np.asarray(predict(inputs[0] if len(inputs) == 1 else tuple(inputs)),
+                                          np.float64).ravel() / 2
                 ok[kept] = True
         batches.close()
     return np.where(ok, total, 0.5), ok
+
+
+def _predictor(model):
+    """The model on one batch, compiled once.
+
+    Not predict_on_batch: under a MirroredStrategy (Keras 3.15.1) it returns every replica's output for
+    the whole batch, concatenated. A plain call runs the batch once, on one device.
+    """
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
 class SaveLast:
@@ -96,11 +110,12 @@ class SaveLast:
         return _SaveLast()
 
 
-def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int, learning_rate: float,
+def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate: float,
               config: Config, log=print, guard=None):
     """Train one phase with early stopping, resuming from its last finished epoch if any.
 
-    `guard` (time_budget.epoch_guard) stops it before an epoch the time budget cannot hold.
+    `data(start_epoch)` gives model.fit's data arguments from that epoch on; `guard`
+    (time_budget.epoch_guard) stops the phase before an epoch the time budget cannot hold.
     """
     keras = import_keras()
     state = fileio.read_json(folder / f"state-{phase}.json")
@@ -119,8 +134,8 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
                  WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
                              folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
     callbacks += [guard] if guard is not None else []
-    model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
-              initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity())
+    model.fit(**data(start, epochs), epochs=epochs, initial_epoch=start, callbacks=callbacks,
+              verbose=keras_verbosity())
     with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
         model.save(tmp)   # the restored best weights, not the last epoch's
     (folder / f"done-{phase}").touch()
@@ -128,8 +143,12 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
 
 
 def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print,
-               budget: time_budget.Budget | None = None):
-    """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished."""
+               budget: time_budget.Budget | None = None, source: train_input.TrainInput | None = None):
+    """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished.
+
+    `source` holds the training images, cached in the order of the frame `train_part` and `val_part`
+    were cut from (their index), and feeds model.fit; predictions decode the files again, with TTA.
+    """
     folder = run_dir(config) / name / f"fold{fold}"
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "predictions.npz"
@@ -143,11 +162,14 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     def tail() -> float:
         return budget.tail_estimate(name, len(train_part), 2 * (len(val_part) + len(test)))
 
+    import_keras().utils.set_random_seed(config.seed + fold)   # the same initial weights however many replicas
     with accel.strategy().scope():
         model = build_model(extractors, config, trainable_fraction=0.0)
-        train_data = _batches(extractors, train_part, config, train=True)
-        val_data = _batches(extractors, val_part, config, train=False)
-        model = fit_phase(model, folder, "warmup", train_data, val_data, config.warmup_epochs if config.method == "finetune"
+
+        def data(start: int, epochs: int) -> dict:
+            return source.fit_args(train_part.index, val_part.index, config.batch_size, start, epochs)
+
+        model = fit_phase(model, folder, "warmup", data, config.warmup_epochs if config.method == "finetune"
                           else config.epochs, config.learning_rate, config, log,
                           guard=time_budget.epoch_guard(budget, name, "warmup", tail, log))
         if config.method == "finetune" and config.unfreeze > 0:
@@ -155,7 +177,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
                 keras = import_keras()
                 for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                     set_trainable(net, config.unfreeze)
-                model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
+                model = fit_phase(model, folder, "finetune", data, config.epochs, config.finetune_lr,
                                   config, log, guard=time_budget.epoch_guard(budget, name, "finetune", tail, log))
             else:
                 log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
@@ -173,8 +195,14 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
 
 
 def train_end_to_end(config: Config, log=print) -> dict:
+    with accel.precision(config.mixed_precision) as policy:
+        return _train_folds(config, policy, log)
+
+
+def _train_folds(config: Config, policy: str, log) -> dict:
     budget = time_budget.Budget(config.time_budget_s)
-    accel.set_precision(config.mixed_precision)
+    replicas = accel.strategy().num_replicas_in_sync
+    log(f"finetune: {replicas} replica(s), precision policy {policy}")
     stages = Stages(log)
     start_run(config)
     train = dataset.training_index(config, log)
@@ -192,6 +220,7 @@ def train_end_to_end(config: Config, log=print) -> dict:
             "would not finish inside it")
     # Fold by fold across the models, rather than model by model, so that a run the budget stops early
     # still has every model, each over the same held-out images.
+    sources = {name: _train_source(train, group, config, replicas, log) for name, group in groups}
     finished = {name: [] for name, _ in groups}   # name -> [(val rows, val predictions, test predictions)]
     seconds = {name: 0.0 for name, _ in groups}
     test_ok, started = np.ones(len(test), bool), time.time()
@@ -202,7 +231,7 @@ def train_end_to_end(config: Config, log=print) -> dict:
         for name, group in groups:
             fold_started = time.time()
             val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log,
-                                                 budget)
+                                                 budget, sources[name])
             finished[name].append((va, val_pred, fold_test))
             seconds[name] += time.time() - fold_started
             test_ok &= ok
@@ -217,10 +246,20 @@ def train_end_to_end(config: Config, log=print) -> dict:
     if completed < config.folds:
         log(f"finetune: {completed} of {config.folds} folds finished inside the time budget; the OOF score covers "
             f"the {len(covered)} images they held out, and the test predictions average those folds")
-    extra = {"folds_completed": completed, "time_budget_s": config.time_budget_s,
+    extra = {"replicas": replicas, "precision": policy, "folds_completed": completed, "time_budget_s": config.time_budget_s,
              "stopped_by_time_budget": completed < config.folds, "time_budget_refused": budget.refused}
     return finish_run(config, train.iloc[covered].reset_index(drop=True), test, test_ok, results, stages, log,
                       extra=extra)
+
+
+def _train_source(train: pd.DataFrame, group, config: Config, replicas: int, log) -> train_input.TrainInput:
+    cache = train_input.pixel_cache(train["path"], [ex.size for ex in group], config.pixel_cache_dir,
+                                    config.min_side, config.workers, log)
+    if not cache.ok.all():   # _usable screened these files already; a file changed since then
+        raise KitError(f"{len(cache.skips)} training images became unreadable while caching, e.g. "
+                       f"{cache.skips[0].path} ({cache.skips[0].reason}): fetch again")
+    return train_input.TrainInput(cache, group, train["label"].to_numpy(), config.seed,
+                                  Augment() if config.augment else None, replicas)
 
 
 def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):

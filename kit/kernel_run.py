@@ -128,6 +128,7 @@ def kernel_config(kernel: dict, extra: dict | None = None):
     scratch = kaggle_env.scratch_dir()
     overrides = {
         "data_dir": str(scratch / "data" / COMPETITION), "cache_dir": str(scratch / "cache"),
+        "pixel_cache_dir": str(scratch / "pixels"),
         "runs_dir": str(scratch / "runs"), "submissions_dir": str(kaggle_env.working_dir()),
         "workers": max(2, min(8, os.cpu_count() or 2)),
         **kernel["overrides"],

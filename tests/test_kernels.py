@@ -256,7 +256,7 @@ def test_kernel_config_points_at_kaggle_paths(tmp_path, monkeypatch):
     assert config.run == "gpu-modern-efficientnetv2-s" and config.backbones == "efficientnetv2_s@384"
     assert config.method == "finetune" and config.mixed_precision == "auto" and config.weights == "imagenet"
     assert config.submissions_dir == str(tmp_path / "kaggle" / "working")
-    for key in ("data_dir", "cache_dir", "runs_dir"):
+    for key in ("data_dir", "cache_dir", "pixel_cache_dir", "runs_dir"):   # the temp folder, not /kaggle/working
         assert getattr(config, key).startswith(str(tmp_path / "tmp" / "kit"))
 
     offline = {**kernel, "weights_dataset": "someone/keras-weights"}

@@ -98,7 +98,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
     overrides = {"method": "finetune", "backbones": "tiny@32", "weights": "none", "folds": 3, "epochs": 3,
                  "warmup_epochs": 2, "unfreeze": 0.5, "batch_size": 16, "data_dir": str(fetched),
                  "runs_dir": str(tmp_path / "runs"), "submissions_dir": str(tmp_path / "subs"),
-                 "time_budget_s": 0.01}
+                 "pixel_cache_dir": str(tmp_path / "pixels"), "time_budget_s": 0.01}
     cfg = config.resolve("cpu", overrides)
     lines = []
     metrics = train.train(cfg, log=lines.append)
