@@ -34,6 +34,12 @@ KERNEL_PRESETS = ("gpu-classic", "gpu-modern")
 OWNER_PLACEHOLDER = "{KAGGLE_USERNAME}"
 SLUG_PREFIX = "dvc-kit-"
 DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"      # Kaggle's "GPU T4 x2"
+# Kaggle's server silently runs a push naming a retired accelerator on another machine.
+RETIRED_SHAPES = {"nvidiateslap100": "P100", "tpuv38": "TPU v3-8", "tpu1vmv38": "TPU v3-8",
+                  "tpuv232": "TPU v2-32", "tpuv2256": "TPU v2-256"}
+TPU_SHAPES = ("tpuv5e8",)
+CURRENT_ACCELERATORS = ("NvidiaTeslaT4 (GPU T4 x2, the default) and TpuV5E8 (TPU v5e-8, which TensorFlow does not "
+                        "use on Kaggle's TPU image)")
 METADATA = "kernel-metadata.json"
 ENTRY_MODULE = "kit.kernel_run"
 KIT_DIR = Path(__file__).resolve().parent
@@ -105,6 +111,17 @@ def check_options(options: BuildOptions) -> None:
     if not re.fullmatch(r"[A-Za-z0-9]+", options.machine_shape):
         raise KitError(f"--machine-shape {options.machine_shape!r}: expected a Kaggle machine shape such as "
                        f"{DEFAULT_MACHINE_SHAPE}, NvidiaL4 or NvidiaTeslaA100")
+    check_machine_shape(options.machine_shape)
+
+
+def check_machine_shape(shape: str) -> None:
+    retired = RETIRED_SHAPES.get(shape.lower())
+    if retired:
+        raise KitError(f"machine shape {shape}: Kaggle retired the {retired} (a kernel asking for it runs on another "
+                       f"machine without saying so); the current accelerators are {CURRENT_ACCELERATORS}")
+    if shape.lower() in TPU_SHAPES:
+        raise KitError(f"machine shape {shape}: the kit trains with TensorFlow, which does not use the TPU on Kaggle's "
+                       f"TPU image; use {DEFAULT_MACHINE_SHAPE} (GPU T4 x2)")
 
 
 def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), owner: str = OWNER_PLACEHOLDER) -> dict:

@@ -169,6 +169,24 @@ def test_bad_build_options_are_refused(options, message):
         kernels.check_options(options)
 
 
+@pytest.mark.bad_input
+@pytest.mark.parametrize("shape, name", [("NvidiaTeslaP100", "P100"), ("TpuV38", "TPU v3-8"), ("tpu1vmv38", "TPU v3-8")])
+def test_retired_accelerators_are_refused_naming_the_current_ones(shape, name, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kit", "kernels", "build", "--machine-shape", shape,
+                             "--kernels-dir", str(tmp_path / "k")], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and not (tmp_path / "k").exists()
+    assert result.stderr.strip().splitlines() == [
+        f"error: machine shape {shape}: Kaggle retired the {name} (a kernel asking for it runs on another machine "
+        "without saying so); the current accelerators are NvidiaTeslaT4 (GPU T4 x2, the default) and TpuV5E8 "
+        "(TPU v5e-8, which TensorFlow does not use on Kaggle's TPU image)"]
+
+
+def test_a_tpu_is_refused_because_tensorflow_does_not_use_it():
+    with pytest.raises(KitError, match="does not use the TPU on Kaggle's TPU image; use NvidiaTeslaT4"):
+        kernels.check_options(kernels.BuildOptions(machine_shape="TpuV5E8"))
+
+
 def test_closure_follows_every_import_of_a_kit_module():
     modules = {"kit": "", "kit.kernel_run": "from kit import a\n\ndef later():\n    import kit.sub.deep\n",
                "kit.a": "from kit.b import thing\nfrom kit import COMPETITION\n", "kit.b": "", "kit.sub": "",
@@ -539,6 +557,29 @@ def test_status_waits_for_the_end_and_unknown_kernels_are_one_line(emu, built, t
     waited = kit.make("kernel-status", "KERNEL=gpu-modern", "WAIT=1")
     assert waited.returncode == 0 and f"{ref} is ERROR: Out of memory" in waited.stdout
     assert_no_secret(*kit.seen, *lines)
+
+
+@needs_client
+def test_status_of_a_failed_kernel_shows_the_tail_of_its_log(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    ref = f"{USER}/dvc-kit-gpu-modern"
+    emu.set_kernel_status(ref, "ERROR", "Your notebook tried to allocate more memory than is available.")
+    chunks = [{"stream_name": "stdout", "time": float(i), "data": f"[  {i}m00s] epoch {i}\n"} for i in range(40)]
+    chunks += [{"stream_name": "stderr", "time": 41.0, "data": f"ResourceExhaustedError: OOM (key {KEY})\n"}]
+    emu.set_kernel_output(ref, {}, log=json.dumps(chunks))
+    result = kit.make("kernel-status", "KERNEL=gpu-modern")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == (f"kernel-status: {ref} is ERROR: Your notebook tried to allocate more memory than is "
+                        "available.")
+    assert lines[1] == "kernel-status: the last 30 lines of its log:"
+    assert lines[2] == "  | [  11m00s] epoch 11" and lines[31] == "  | ResourceExhaustedError: OOM (key ***)"
+    assert lines[32].endswith("downloads the whole log and any output")
+    assert emu.calls("ListKernelSessionOutput")
+    assert_no_secret(*kit.seen)
+
+    emu.set_kernel_output(ref, {}, log="plain text log\nlast line\n")
+    assert "  | last line" in kit("kernels", "status", "gpu-modern").stdout
 
 
 @needs_client
