@@ -1,11 +1,20 @@
 """GPUs when there are any: a distribution strategy over all of them, and mixed precision.
 
 On a CPU-only machine both are no-ops, so the same code runs here, in tests and on Kaggle.
+`KIT_LOGICAL_DEVICES=N` (a testing aid) splits the CPU into N logical devices and mirrors over
+them, so the multi-replica path Kaggle's two T4s take is exercised on a machine without a GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+
+from kit.errors import KitError
 from kit.tfquiet import import_keras
+
+LOGICAL_DEVICES_ENV = "KIT_LOGICAL_DEVICES"
 
 
 def gpus() -> list:
@@ -15,12 +24,49 @@ def gpus() -> list:
     return tf.config.list_physical_devices("GPU")
 
 
+def split_cpu(tf) -> None:
+    """Apply KIT_LOGICAL_DEVICES; called as TensorFlow is imported, before its runtime starts."""
+    count = logical_device_count()
+    if count < 2:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    if tf.config.get_logical_device_configuration(cpu) == wanted:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise KitError(f"{LOGICAL_DEVICES_ENV}={count} came too late: TensorFlow had already started; "
+                       "set it before the command starts") from None
+
+
+def logical_device_count() -> int:
+    text = os.environ.get(LOGICAL_DEVICES_ENV, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise KitError(f"{LOGICAL_DEVICES_ENV} must be a whole number of CPU devices (1 or more), got {text!r}")
+    return int(text)
+
+
+@functools.lru_cache(maxsize=None)
 def strategy():
-    """MirroredStrategy across every visible GPU (Kaggle's T4 x2), the default strategy otherwise."""
+    """MirroredStrategy across every visible GPU (Kaggle's T4 x2), or across KIT_LOGICAL_DEVICES CPU devices;
+    the default strategy otherwise.
+
+    One per process: a second MirroredStrategy numbers its collective ops afresh, and a model trained
+    under it after one loaded under the first failed its first all-reduce (a shape mismatch; TF 2.21).
+    """
     import_keras()
     import tensorflow as tf
 
-    return tf.distribute.MirroredStrategy() if len(gpus()) > 1 else tf.distribute.get_strategy()
+    if len(gpus()) > 1:
+        return tf.distribute.MirroredStrategy()
+    split_cpu(tf)   # TensorFlow may have been imported by something other than import_keras
+    cpus = tf.config.list_logical_devices("CPU")
+    if not gpus() and logical_device_count() > 1 and len(cpus) > 1:
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
+    return tf.distribute.get_strategy()
 
 
 def precision_policy(mode: str = "auto") -> str:
@@ -29,8 +75,14 @@ def precision_policy(mode: str = "auto") -> str:
     return "mixed_float16" if use_mixed else "float32"
 
 
-def set_precision(mode: str = "auto") -> str:
+@contextlib.contextmanager
+def precision(mode: str = "auto"):
+    """Keras' global dtype policy for the block, the caller's restored afterwards (models built inside keep theirs)."""
     keras = import_keras()
+    before = keras.mixed_precision.global_policy()
     policy = precision_policy(mode)
     keras.mixed_precision.set_global_policy(policy)
-    return policy
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(before)

@@ -35,8 +35,10 @@ class Config:
     finetune_lr: float = 1e-4
     patience: int = 3                       # early stopping on validation loss
     mixed_precision: str = "auto"           # auto (on GPUs) | mixed | off
+    time_budget_s: float = 0.0              # finetune/frozen: start no fold or epoch that would end later (0: none)
     clip_mode: str = "oof"                  # oof: clip chosen on OOF predictions | fixed: clip_low/clip_high
     cache_dir: str = "cache/features"
+    pixel_cache_dir: str = "cache/pixels"   # finetune/frozen: training images decoded once, uint8, per size
     image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
     width: int = 32                         # filters in the first conv block; doubles per block, capped at 4x
     dense: int = 512
@@ -75,6 +77,8 @@ class Config:
         _check_choice("method", self.method, METHODS)
         _check_choice("clip_mode", self.clip_mode, ("oof", "fixed"))
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "mixed", "off"))
+        if self.time_budget_s < 0:
+            raise KitError(f"config: time_budget_s must be 0 (no budget) or a number of seconds, got {self.time_budget_s}")
         if not 0.0 <= self.unfreeze <= 1.0:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):

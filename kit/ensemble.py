@@ -76,10 +76,11 @@ def train_features(config: Config, log=print) -> dict:
 
 
 def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray,
-               results: list, stages: Stages, log=print) -> dict:
+               results: list, stages: Stages, log=print, extra: dict | None = None) -> dict:
     """Blend the models' OOF predictions, choose the clip, write oof/test predictions and metrics.
 
-    Shared by every method that yields out-of-fold predictions (heads on features, fine-tuning).
+    Shared by every method that yields out-of-fold predictions (heads on features, fine-tuning);
+    `extra` adds the method's own keys to metrics.json (fine-tuning: folds finished, devices).
     """
     out = run_dir(config)
     y = kept["label"].to_numpy()
@@ -112,6 +113,7 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
         "clip_chosen": [chosen, 1 - chosen],
         "oof_log_loss_chosen_clip": chosen_loss,
         "n_train": int(len(y)), "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
+        "folds": config.folds, "folds_completed": config.folds, **(extra or {}),
         "stages": stages.rows,
         **resume.record(config, kept, test),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),

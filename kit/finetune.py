@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding
+from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding, time_budget, train_input
 from kit.config import Config
+from kit.errors import KitError
 from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
-from kit.generators import Augment, ImageBatches, keras_dataset
+from kit.generators import Augment, ImageBatches
 from kit.plots import WatchCurves
 from kit.tfquiet import import_keras
 from kit.train import keras_verbosity, run_dir, start_run
@@ -71,15 +72,28 @@ def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, n
     """Mean of the original and mirrored predictions; ok[i] False where the file was unusable."""
     total = np.zeros(len(frame))
     ok = np.zeros(len(frame), bool)
+    predict = _predictor(model)
     for flip in (False, True):
         batches = _batches(extractors, frame, config, train=False, flip=flip)
         for i in range(len(batches)):
             inputs, _, kept = batches[i]
             if len(kept):
-                total[kept] += np.asarray(model.predict_on_batch(inputs), np.float64).ravel() / 2
+                total[kept] += np.asarray(predict(inputs[0] if len(inputs) == 1 else tuple(inputs)),
+                                          np.float64).ravel() / 2
                 ok[kept] = True
         batches.close()
     return np.where(ok, total, 0.5), ok
+
+
+def _predictor(model):
+    """The model on one batch, compiled once.
+
+    Not predict_on_batch: under a MirroredStrategy (Keras 3.15.1) it returns every replica's output for
+    the whole batch, concatenated. A plain call runs the batch once, on one device.
+    """
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
 class PhaseCheckpoint:
@@ -156,25 +170,27 @@ class PhaseCheckpoint:
                 old.unlink()
 
 
-def EpochSeeds(train_data: ImageBatches, seed: int, key: tuple, first_epoch: int):
-    """Before each epoch: the data order and augmentation of epoch `first_epoch + epoch`, and the
-    model's dropout seeds derived from (seed, key, epoch), whatever ran in this process before."""
+def EpochSeeds(seed: int, key: tuple):
+    """Before each epoch, the model's dropout seeds derived from (seed, key, epoch), whatever ran in
+    this process before. (The training input seeds its order and augmentation by epoch itself.)"""
     keras = import_keras()
 
     class _EpochSeeds(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            train_data.set_epoch(first_epoch + epoch)
             seeding.reseed_model(self.model, seed, *key, epoch)
 
     return _EpochSeeds()
 
 
-def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int, learning_rate: float,
-              config: Config, log=print, first_epoch: int = 0):
+def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate: float,
+              config: Config, log=print, guard=None, first_epoch: int = 0):
     """Train one phase with early stopping, resuming from its last finished epoch if any.
 
+    `data(start_epoch, epochs)` gives model.fit's data arguments for those epochs; `guard`
+    (time_budget.epoch_guard) stops the phase before an epoch the time budget cannot hold.
     A resumed phase ends with the weights an uninterrupted one ends with: the optimizer comes
-    back with the model, early stopping with its state, and every epoch is seeded by its number.
+    back with the model, early stopping with its state, and every epoch is seeded by its number
+    (`first_epoch` + the phase's epoch, so the fine-tuning phase does not replay the warm-up's draws).
     """
     keras = import_keras()
     checkpoint = PhaseCheckpoint(folder, phase)
@@ -193,44 +209,68 @@ def fit_phase(model, folder: Path, phase: str, train_data, val_data, epochs: int
     if unfinished:
         stopping = checkpoint.stopping(config.patience)
         callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
-                     EpochSeeds(train_data, config.seed, (folder.parent.name, folder.name, phase), first_epoch),
+                     EpochSeeds(config.seed, (folder.parent.name, folder.name, phase)),
                      stopping, checkpoint.callback(stopping),
                      WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
                                  folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
-        # shuffle=False: ImageBatches orders each epoch from its seed; Keras would reorder the
-        # batches from Python's global generator, which a resumed run has drawn from differently.
-        model.fit(keras_dataset(train_data), validation_data=keras_dataset(val_data), epochs=epochs,
-                  initial_epoch=start, callbacks=callbacks, verbose=keras_verbosity(), shuffle=False)
+        callbacks += [guard] if guard is not None else []
+        # The data arguments carry shuffle=False: the input orders each epoch from its seed; Keras would
+        # reorder the batches from Python's global generator, which a resumed run has drawn from differently.
+        model.fit(**data(first_epoch + start, first_epoch + epochs), epochs=epochs, initial_epoch=start,
+                  callbacks=callbacks, verbose=keras_verbosity())
     elif (best := checkpoint.best_weights()) is not None:   # killed after the last epoch: as EarlyStopping ends
         model.set_weights(best)
     checkpoint.finish(model)
     return model
 
 
-def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict, log=print):
-    """One model's fold; work saved under another identity (config, data, weights) is set aside."""
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict, log=print,
+               budget: time_budget.Budget | None = None, source: train_input.TrainInput | None = None):
+    """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished.
+
+    Work saved under another identity (config, data, weights) is set aside. `source` holds the training
+    images, cached in the order of the frame `train_part` and `val_part` were cut from (their index),
+    and feeds model.fit; predictions decode the files again, with TTA.
+    """
     folder = run_dir(config) / name / f"fold{fold}"
     resume.claim(folder, identity, run_dir(config), f"finetune: {name} fold {fold + 1}", log)
     done = folder / "predictions.npz"
     if done.exists():
         with np.load(done) as saved:
             return saved["val"], saved["test"], saved["test_ok"]
+    budget = budget or time_budget.Budget(0)
+    started, fresh = time.monotonic(), not (folder / "state-warmup.json").exists()
     log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
+
+    def tail() -> float:
+        return budget.tail_estimate(name, len(train_part), 2 * (len(val_part) + len(test)))
+
     seeding.seed_work(config.seed, name, fold)   # the same initial weights whether earlier folds ran here or not
     with accel.strategy().scope():
         model = build_model(extractors, config, trainable_fraction=0.0)
-        train_data = _batches(extractors, train_part, config, train=True)
-        val_data = _batches(extractors, val_part, config, train=False)
-        model = fit_phase(model, folder, "warmup", train_data, val_data, config.warmup_epochs if config.method == "finetune"
-                          else config.epochs, config.learning_rate, config, log)
+
+        def data(start: int, epochs: int) -> dict:
+            return source.fit_args(train_part.index, val_part.index, config.batch_size, start, epochs)
+
+        model = fit_phase(model, folder, "warmup", data, config.warmup_epochs if config.method == "finetune"
+                          else config.epochs, config.learning_rate, config, log,
+                          guard=time_budget.epoch_guard(budget, name, "warmup", tail, log))
         if config.method == "finetune" and config.unfreeze > 0:
-            keras = import_keras()
-            for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
-                set_trainable(net, config.unfreeze)
-            model = fit_phase(model, folder, "finetune", train_data, val_data, config.epochs, config.finetune_lr,
-                              config, log, first_epoch=config.warmup_epochs)
+            if budget.may_start_epoch(name, "finetune", tail()) or (folder / "state-finetune.json").exists():
+                keras = import_keras()
+                for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
+                    set_trainable(net, config.unfreeze)
+                model = fit_phase(model, folder, "finetune", data, config.epochs, config.finetune_lr, config, log,
+                                  guard=time_budget.epoch_guard(budget, name, "finetune", tail, log),
+                                  first_epoch=config.warmup_epochs)
+            else:
+                log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
+    predicting = time.monotonic()
     val_pred, _ = predict_tta(model, extractors, val_part, config)
     test_pred, test_ok = predict_tta(model, extractors, test, config)
+    budget.record_tail(name, time.monotonic() - predicting)
+    if fresh:   # a fold resumed halfway would understate what a whole fold costs
+        budget.record_fold(name, time.monotonic() - started)
     with fileio.atomic_path(done) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, val=val_pred, test=test_pred, test_ok=test_ok)
@@ -239,7 +279,14 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
 
 
 def train_end_to_end(config: Config, log=print) -> dict:
-    accel.set_precision(config.mixed_precision)
+    with accel.precision(config.mixed_precision) as policy:
+        return _train_folds(config, policy, log)
+
+
+def _train_folds(config: Config, policy: str, log) -> dict:
+    budget = time_budget.Budget(config.time_budget_s)
+    replicas = accel.strategy().num_replicas_in_sync
+    log(f"finetune: {replicas} replica(s), precision policy {policy}")
     stages = Stages(log)
     start_run(config)
     train = dataset.training_index(config, log)
@@ -253,25 +300,70 @@ def train_end_to_end(config: Config, log=print) -> dict:
     identity = resume.run_identity(config, train, test, extractors)
     groups = ([(ex.label, [ex]) for ex in extractors] if config.method == "finetune"
               else [("frozen-" + "+".join(ex.label for ex in extractors), extractors)])
-    results, test_ok = [], np.ones(len(test), bool)
-    for name, group in groups:
-        started = time.time()
-        oof, test_pred = np.zeros(len(train)), np.zeros(len(test))
-        for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
+    if budget.limited:
+        log(f"finetune: time budget {budget.seconds:.0f} s: no fold or epoch starts that the pace so far says "
+            "would not finish inside it")
+    # Fold by fold across the models, rather than model by model, so that a run the budget stops early
+    # still has every model, each over the same held-out images.
+    sources = {name: _train_source(train, group, config, replicas, log) for name, group in groups}
+    finished = {name: [] for name, _ in groups}   # name -> [(val rows, val predictions, test predictions)]
+    seconds = {name: 0.0 for name, _ in groups}
+    test_ok, started = np.ones(len(test), bool), time.time()
+    for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
+        if not budget.may_start_round(list(finished), first_of_run=not any(finished.values())):
+            log(budget.refused[-1])
+            break
+        for name, group in groups:
+            fold_started = time.time()
             val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test,
-                                                 resume.fold_identity(identity, group, fold), log)
-            oof[va] = val_pred
-            test_pred += fold_test / config.folds
+                                                 resume.fold_identity(identity, group, fold), log, budget,
+                                                 sources[name])
+            finished[name].append((va, val_pred, fold_test))
+            seconds[name] += time.time() - fold_started
             test_ok &= ok
-            spent = time.time() - started   # hours-long on Kaggle: say when this model will be done
-            log(f"finetune: {name}: {fold + 1}/{config.folds} folds in {spent:.0f} s, "
-                f"about {spent / (fold + 1) * (config.folds - fold - 1):.0f} s to go for this model")
-        results.append(heads.HeadResult(name, oof, test_pred, score.log_loss(y, oof),
-                                        {"unfreeze": config.unfreeze, "epochs": config.epochs},
-                                        time.time() - started))
-        log(f"finetune: {name}: OOF log loss {results[-1].oof_log_loss:.4f}")
-        stages.done(f"model {name}")
-    return finish_run(config, train, test, test_ok, results, stages, log)
+        spent = time.time() - started   # hours-long on Kaggle: say when this run will be done
+        log(f"finetune: {fold + 1}/{config.folds} folds of {len(groups)} model(s) in {spent:.0f} s, "
+            f"about {spent / (fold + 1) * (config.folds - fold - 1):.0f} s to go")
+    covered, results = _fold_results(finished, seconds, y, config)
+    for result in results:
+        log(f"finetune: {result.name}: OOF log loss {result.oof_log_loss:.4f} over {len(covered)} images")
+    stages.done("models")
+    completed = len(next(iter(finished.values())))
+    if completed < config.folds:
+        log(f"finetune: {completed} of {config.folds} folds finished inside the time budget; the OOF score covers "
+            f"the {len(covered)} images they held out, and the test predictions average those folds")
+    extra = {"replicas": replicas, "precision": policy, "folds_completed": completed, "time_budget_s": config.time_budget_s,
+             "stopped_by_time_budget": completed < config.folds, "time_budget_refused": budget.refused}
+    return finish_run(config, train.iloc[covered].reset_index(drop=True), test, test_ok, results, stages, log,
+                      extra=extra)
+
+
+def _train_source(train: pd.DataFrame, group, config: Config, replicas: int, log) -> train_input.TrainInput:
+    cache = train_input.pixel_cache(train["path"], [ex.size for ex in group], config.pixel_cache_dir,
+                                    config.min_side, config.workers, log)
+    if not cache.ok.all():   # _usable screened these files already; a file changed since then
+        raise KitError(f"{len(cache.skips)} training images became unreadable while caching, e.g. "
+                       f"{cache.skips[0].path} ({cache.skips[0].reason}): fetch again")
+    return train_input.TrainInput(cache, group, train["label"].to_numpy(), config.seed,
+                                  Augment() if config.augment else None, replicas)
+
+
+def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
+    """Each model's OOF over the images its finished folds held out, and its test predictions averaged over them.
+
+    Folds run in the same order for every model and stop together, so every model finished the same folds.
+    """
+    covered = np.sort(np.concatenate([va for va, _, _ in next(iter(finished.values()))]))
+    results = []
+    for name, folds_done in finished.items():
+        oof = np.zeros(len(y))
+        for va, val_pred, _ in folds_done:
+            oof[va] = val_pred
+        test_pred = np.mean([fold_test for _, _, fold_test in folds_done], axis=0)
+        results.append(heads.HeadResult(name, oof[covered], test_pred, score.log_loss(y[covered], oof[covered]),
+                                        {"unfreeze": config.unfreeze, "epochs": config.epochs,
+                                         "folds_completed": len(folds_done)}, seconds[name]))
+    return covered, results
 
 
 def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:

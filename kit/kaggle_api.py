@@ -323,6 +323,12 @@ def kernel_status(ref: str) -> tuple[str, str]:
     return getattr(status, "name", str(status)), scrub(getattr(result, "failure_message", "") or "")
 
 
+def kernel_log(ref: str) -> str:
+    """The latest session's log, as Kaggle keeps it (client 2.x `kernels logs`); credentials scrubbed."""
+    with _kernel_client(ref, f"reading the log of kernel {ref}", "python -m kit kernels status") as (api, _):
+        return scrub(api.kernels_logs(ref) or "")
+
+
 def kernel_output(ref: str, folder: Path) -> list[Path]:
     """Download the latest version's output files and log into folder."""
     with _kernel_client(ref, f"downloading the output of kernel {ref}", "python -m kit kernels output") as (api, _):

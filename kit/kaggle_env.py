@@ -22,6 +22,10 @@ RUN_TYPE_ENV = "KAGGLE_KERNEL_RUN_TYPE"   # set by Kaggle in every kernel sessio
 ROOT_ENV = "KIT_KAGGLE_ROOT"
 DEFAULT_ROOT = "/kaggle"
 SAMPLE = "sample_submission.csv"
+SESSION_LIMIT_S = 12 * 3600     # Kaggle kills a session after 12 hours; a killed kernel leaves no output
+# What a kernel gives itself, from its start: the hour left over covers predicting and writing the
+# outputs after training, and an epoch slower than the slowest one measured.
+TIME_BUDGET_S = 11 * 3600
 
 
 def inside_kaggle() -> bool:

@@ -23,6 +23,7 @@ from kit.errors import KitError
 from kit.fetch import SAMPLE
 
 SUBMISSION, SIDECAR, DONE = "submission.csv", "submission.json", "kernel.json"
+LOG_TAIL_LINES = 30
 
 
 def run_command(action: str, name: str | None, config: Config, kernels_dir: str = "kernels", *,
@@ -69,6 +70,7 @@ def push(name: str, kernels_dir: Path, log=print) -> dict:
     if not metadata:
         raise KitError(f"no {folder / kernels.METADATA}: run `make kernels` first")
     kernels.check_fresh(kernels_dir, [name])
+    kernels.check_machine_shape(metadata.get("machine_shape") or kernels.DEFAULT_MACHINE_SHAPE)
     kaggle_api.check_credentials()
     ref = f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
     with tempfile.TemporaryDirectory(prefix="kit-push-") as tmp:
@@ -100,8 +102,23 @@ def status(name: str, wait: bool = False, interval: float = 60.0, log=print, sle
     if state == "COMPLETE":
         log(f"kernel-status: `make kernel-output KERNEL={name}` downloads its results")
     elif state == "ERROR":
-        log(f"kernel-status: `python -m kit kernels output {name} --force` downloads its log")
+        tail = log_tail(kaggle_api.kernel_log(ref))
+        log(f"kernel-status: the last {len(tail)} lines of its log:" if tail else "kernel-status: Kaggle kept no log")
+        for line in tail:
+            log(f"  | {line}")
+        log(f"kernel-status: `python -m kit kernels output {name} --force` downloads the whole log and any output")
     return state
+
+
+def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last lines of a kernel's log: Kaggle keeps it as a JSON list of {stream_name, time, data} chunks."""
+    try:
+        chunks = json.loads(text)
+        if isinstance(chunks, list) and all(isinstance(c, dict) for c in chunks):
+            text = "".join(str(c.get("data", "")) for c in chunks)
+    except json.JSONDecodeError:
+        pass   # plain text (older sessions, the emulator)
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
 
 
 def output(name: str, config: Config, force: bool = False, log=print) -> Path:

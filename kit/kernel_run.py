@@ -13,6 +13,7 @@ honoured only outside Kaggle, so a real run always uses the preset it was built 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ LOG_NAME = "kit.log"
 DONE_NAME = "kernel.json"
 SUBMISSION = "submission.csv"
 RUN_FILES = ("oof.csv", "test_predictions.csv", "metrics.json", "config.json", "skipped.csv", "skipped_test.csv")
-SESSION_LIMIT_H = 12     # Kaggle stops a GPU session after this long
+SESSION_LIMIT_H = kaggle_env.SESSION_LIMIT_S // 3600
 
 
 class KernelLog:
@@ -82,6 +83,7 @@ def run(kernel: dict, kit_dir: Path, log) -> dict:
         from kit import fetch
 
         fetch.fetch_from(kaggle_env.competition_dir(config.competition), config.data_dir, log)
+    config = budget_left(config, log)
     with stage("train", log, stages):
         from kit import train
 
@@ -104,6 +106,17 @@ def run(kernel: dict, kit_dir: Path, log) -> dict:
     return summary
 
 
+def budget_left(config, log):
+    """The time budget counts from the kernel's start: training gets what fetching left of it."""
+    if config.time_budget_s <= 0:
+        return config
+    # Never 0, which would mean no budget at all.
+    left = max(config.time_budget_s - log.elapsed(), 1.0)
+    log(f"time budget: {duration(left)} of {duration(config.time_budget_s)} left for training "
+        f"(Kaggle stops a session at {SESSION_LIMIT_H} h)")
+    return dataclasses.replace(config, time_budget_s=round(left, 1))
+
+
 def kernel_config(kernel: dict, extra: dict | None = None):
     """The kernel's preset with Kaggle's paths and the kernel's own overrides, then any test overrides."""
     from kit import config
@@ -111,6 +124,7 @@ def kernel_config(kernel: dict, extra: dict | None = None):
     scratch = kaggle_env.scratch_dir()
     overrides = {
         "data_dir": str(scratch / "data" / COMPETITION), "cache_dir": str(scratch / "cache"),
+        "pixel_cache_dir": str(scratch / "pixels"),
         "runs_dir": str(scratch / "runs"), "submissions_dir": str(kaggle_env.working_dir()),
         "workers": max(2, min(8, os.cpu_count() or 2)),
         **kernel["overrides"],

@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import COMPETITION, fileio
+from kit import COMPETITION, fileio, kaggle_env
 from kit.config import PRESETS, resolve
 from kit.errors import KitError
 
@@ -34,6 +34,12 @@ KERNEL_PRESETS = ("gpu-classic", "gpu-modern")
 OWNER_PLACEHOLDER = "{KAGGLE_USERNAME}"
 SLUG_PREFIX = "dvc-kit-"
 DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"      # Kaggle's "GPU T4 x2"
+# Kaggle's server silently runs a push naming a retired accelerator on another machine.
+RETIRED_SHAPES = {"nvidiateslap100": "P100", "tpuv38": "TPU v3-8", "tpu1vmv38": "TPU v3-8",
+                  "tpuv232": "TPU v2-32", "tpuv2256": "TPU v2-256"}
+TPU_SHAPES = ("tpuv5e8",)
+CURRENT_ACCELERATORS = ("NvidiaTeslaT4 (GPU T4 x2, the default) and TpuV5E8 (TPU v5e-8, which TensorFlow does not "
+                        "use on Kaggle's TPU image)")
 METADATA = "kernel-metadata.json"
 ENTRY_MODULE = "kit.kernel_run"
 KIT_DIR = Path(__file__).resolve().parent
@@ -51,7 +57,8 @@ class KernelSpec:
 
     @property
     def overrides(self) -> dict:
-        return {"run": self.name, **({"backbones": self.backbone} if self.backbone else {})}
+        return {"run": self.name, "time_budget_s": float(kaggle_env.TIME_BUDGET_S),
+                **({"backbones": self.backbone} if self.backbone else {})}
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,17 @@ def check_options(options: BuildOptions) -> None:
     if not re.fullmatch(r"[A-Za-z0-9]+", options.machine_shape):
         raise KitError(f"--machine-shape {options.machine_shape!r}: expected a Kaggle machine shape such as "
                        f"{DEFAULT_MACHINE_SHAPE}, NvidiaL4 or NvidiaTeslaA100")
+    check_machine_shape(options.machine_shape)
+
+
+def check_machine_shape(shape: str) -> None:
+    retired = RETIRED_SHAPES.get(shape.lower())
+    if retired:
+        raise KitError(f"machine shape {shape}: Kaggle retired the {retired} (a kernel asking for it runs on another "
+                       f"machine without saying so); the current accelerators are {CURRENT_ACCELERATORS}")
+    if shape.lower() in TPU_SHAPES:
+        raise KitError(f"machine shape {shape}: the kit trains with TensorFlow, which does not use the TPU on Kaggle's "
+                       f"TPU image; use {DEFAULT_MACHINE_SHAPE} (GPU T4 x2)")
 
 
 def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), owner: str = OWNER_PLACEHOLDER) -> dict:
@@ -327,7 +345,9 @@ def _description(spec: KernelSpec, options: BuildOptions, digest: str) -> str:
             else f"the `{spec.preset}` preset")
     weights = (f"from the attached dataset `{options.weights_dataset}` (internet off)" if options.weights_dataset
                else "downloaded by Keras (internet on)")
-    devices = ("Fine-tunes on every GPU (a mirrored strategy) in mixed precision."
+    devices = ("Fine-tunes on every GPU (a mirrored strategy) in mixed precision; starts no fold or epoch that the "
+               f"measured pace says would end after {config.time_budget_s / 3600:g} h (Kaggle kills a session at "
+               f"{kaggle_env.SESSION_LIMIT_S // 3600} h), and predicts with the folds it finished."
                if config.method in ("finetune", "frozen") else
                "Extracts features on one GPU, then trains the heads on them.")
     return f"""\

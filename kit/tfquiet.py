@@ -35,6 +35,9 @@ def import_keras():
         try:
             import tensorflow as tf
 
+            from kit import accel
+
+            accel.split_cpu(tf)   # must come before anything starts TensorFlow's runtime
             tf.config.list_physical_devices("GPU")
             import keras
         finally:

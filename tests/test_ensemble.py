@@ -230,7 +230,8 @@ def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monke
 
     overrides = {"method": method, "backbones": "tiny@32,tiny@40", "weights": "none", "folds": 2, "epochs": 2,
                  "warmup_epochs": 1, "unfreeze": 0.5, "batch_size": 16, "data_dir": str(fetched),
-                 "runs_dir": str(tmp_path / "runs"), "submissions_dir": str(tmp_path / "subs")}
+                 "runs_dir": str(tmp_path / "runs"), "submissions_dir": str(tmp_path / "subs"),
+                 "pixel_cache_dir": str(tmp_path / "pixels")}
     cfg = config.resolve("cpu", overrides)
     calls = []
     real = finetune.train_fold

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION, blend_outputs, kernel_remote, kernel_run, kernels, resume, score, submit, synthetic
+from kit import COMPETITION, blend_outputs, kaggle_env, kernel_remote, kernel_run, kernels, resume, score, submit, synthetic
 from kit.config import Config, resolve
 from kit.errors import KitError
 
@@ -169,6 +169,24 @@ def test_bad_build_options_are_refused(options, message):
         kernels.check_options(options)
 
 
+@pytest.mark.bad_input
+@pytest.mark.parametrize("shape, name", [("NvidiaTeslaP100", "P100"), ("TpuV38", "TPU v3-8"), ("tpu1vmv38", "TPU v3-8")])
+def test_retired_accelerators_are_refused_naming_the_current_ones(shape, name, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kit", "kernels", "build", "--machine-shape", shape,
+                             "--kernels-dir", str(tmp_path / "k")], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and not (tmp_path / "k").exists()
+    assert result.stderr.strip().splitlines() == [
+        f"error: machine shape {shape}: Kaggle retired the {name} (a kernel asking for it runs on another machine "
+        "without saying so); the current accelerators are NvidiaTeslaT4 (GPU T4 x2, the default) and TpuV5E8 "
+        "(TPU v5e-8, which TensorFlow does not use on Kaggle's TPU image)"]
+
+
+def test_a_tpu_is_refused_because_tensorflow_does_not_use_it():
+    with pytest.raises(KitError, match="does not use the TPU on Kaggle's TPU image; use NvidiaTeslaT4"):
+        kernels.check_options(kernels.BuildOptions(machine_shape="TpuV5E8"))
+
+
 def test_closure_follows_every_import_of_a_kit_module():
     modules = {"kit": "", "kit.kernel_run": "from kit import a\n\ndef later():\n    import kit.sub.deep\n",
                "kit.a": "from kit.b import thing\nfrom kit import COMPETITION\n", "kit.b": "", "kit.sub": "",
@@ -256,7 +274,7 @@ def test_kernel_config_points_at_kaggle_paths(tmp_path, monkeypatch):
     assert config.run == "gpu-modern-efficientnetv2-s" and config.backbones == "efficientnetv2_s@384"
     assert config.method == "finetune" and config.mixed_precision == "auto" and config.weights == "imagenet"
     assert config.submissions_dir == str(tmp_path / "kaggle" / "working")
-    for key in ("data_dir", "cache_dir", "runs_dir"):
+    for key in ("data_dir", "cache_dir", "pixel_cache_dir", "runs_dir"):   # the temp folder, not /kaggle/working
         assert getattr(config, key).startswith(str(tmp_path / "tmp" / "kit"))
 
     offline = {**kernel, "weights_dataset": "someone/keras-weights"}
@@ -321,6 +339,28 @@ def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
     if name in EXTRACTED:
         assert "using extracted train/ in place" in log
     assert_no_secret(out, folder=working)
+
+
+@pytest.mark.slow
+def test_a_kernel_out_of_time_ends_with_the_folds_it_finished(built, kaggle_input, tmp_path):
+    run = play(built / "gpu-modern" / "gpu-modern.py", kaggle_input / "zipped", tmp_path,
+               overrides={**TINY, "backbones": "tiny@32", "time_budget_s": 1.0})
+    assert run.result.returncode == 0, (run.result.stdout + run.result.stderr)[-4000:]
+    metrics = json.loads((run.working / "metrics.json").read_text())
+    assert metrics["folds_completed"] == 1 and metrics["folds"] == 2 and metrics["stopped_by_time_budget"]
+    assert len(pd.read_csv(run.working / "oof.csv")) == 20, "the held-out half of fold 1, of 40 images"
+    sample = pd.read_csv(run.working / "sample_submission.csv")
+    assert len(score.validate_submission(pd.read_csv(run.working / "submission.csv"), sample["id"], source="k")) == 8
+    assert submit.read_sidecar(run.working / "submission.csv")["local_score_kind"] == "oof"
+    assert (run.working / "kernel.json").is_file()
+    log = (run.working / "kit.log").read_text()
+    assert "left for training" in log and "not starting the next fold" in log
+
+
+def test_kernels_carry_a_time_budget_under_the_session_limit():
+    for spec in SPECS:
+        budget = resolve(spec.preset, spec.overrides).time_budget_s
+        assert 0 < budget <= kaggle_env.SESSION_LIMIT_S - 3600, spec.name
 
 
 def test_importing_the_kernel_modules_stays_light():
@@ -533,6 +573,29 @@ def test_status_waits_for_the_end_and_unknown_kernels_are_one_line(emu, built, t
     waited = kit.make("kernel-status", "KERNEL=gpu-modern", "WAIT=1")
     assert waited.returncode == 0 and f"{ref} is ERROR: Out of memory" in waited.stdout
     assert_no_secret(*kit.seen, *lines)
+
+
+@needs_client
+def test_status_of_a_failed_kernel_shows_the_tail_of_its_log(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    ref = f"{USER}/dvc-kit-gpu-modern"
+    emu.set_kernel_status(ref, "ERROR", "Your notebook tried to allocate more memory than is available.")
+    chunks = [{"stream_name": "stdout", "time": float(i), "data": f"[  {i}m00s] epoch {i}\n"} for i in range(40)]
+    chunks += [{"stream_name": "stderr", "time": 41.0, "data": f"ResourceExhaustedError: OOM (key {KEY})\n"}]
+    emu.set_kernel_output(ref, {}, log=json.dumps(chunks))
+    result = kit.make("kernel-status", "KERNEL=gpu-modern")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == (f"kernel-status: {ref} is ERROR: Your notebook tried to allocate more memory than is "
+                        "available.")
+    assert lines[1] == "kernel-status: the last 30 lines of its log:"
+    assert lines[2] == "  | [  11m00s] epoch 11" and lines[31] == "  | ResourceExhaustedError: OOM (key ***)"
+    assert lines[32].endswith("downloads the whole log and any output")
+    assert emu.calls("ListKernelSessionOutput")
+    assert_no_secret(*kit.seen)
+
+    emu.set_kernel_output(ref, {}, log="plain text log\nlast line\n")
+    assert "  | last line" in kit("kernels", "status", "gpu-modern").stdout
 
 
 @needs_client

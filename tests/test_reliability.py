@@ -51,7 +51,8 @@ def source(tmp_path_factory) -> Path:
 
 def paths_for(root: Path) -> list[str]:
     return ["--set", f"data_dir={root / 'data'}", "--set", f"runs_dir={root / 'runs'}",
-            "--set", f"submissions_dir={root / 'subs'}", "--set", f"cache_dir={root / 'cache'}"]
+            "--set", f"submissions_dir={root / 'subs'}", "--set", f"cache_dir={root / 'cache'}",
+            "--set", f"pixel_cache_dir={root / 'pixels'}"]
 
 
 def kit_ok(*args, env=None):
