@@ -23,7 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     data = fetched_real()
 
-    from kit import config, dataset, features, finetune, heads, score
+    from kit import config, dataset, features, heads, score
+    from kit.methods import finetune
     from kit.fetch import read_index
     from kit.generators import keras_dataset
     from kit.tfquiet import import_keras

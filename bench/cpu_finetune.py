@@ -258,7 +258,7 @@ def finetune_whole_fold(paths, pooled, y, k, epochs, lr, c, fold=0) -> tuple[np.
 
 def throughput(paths, maps, y, epochs, k, steps=12, batch_size=32) -> None:
     """Training images per second: whole network on augmented images against the top block on maps."""
-    from kit.finetune import set_trainable
+    from kit.methods.finetune import set_trainable
 
     keras = import_keras()
     net = squeezenet()

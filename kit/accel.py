@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 
-from kit.errors import KitError
-from kit.tfquiet import import_keras
-
-LOGICAL_DEVICES_ENV = "KIT_LOGICAL_DEVICES"
+from kit.tfquiet import import_keras, logical_device_count, split_cpu
 
 
 def gpus() -> list:
@@ -22,31 +18,6 @@ def gpus() -> list:
     import tensorflow as tf
 
     return tf.config.list_physical_devices("GPU")
-
-
-def split_cpu(tf) -> None:
-    """Apply KIT_LOGICAL_DEVICES; called as TensorFlow is imported, before its runtime starts."""
-    count = logical_device_count()
-    if count < 2:
-        return
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
-    if tf.config.get_logical_device_configuration(cpu) == wanted:
-        return
-    try:
-        tf.config.set_logical_device_configuration(cpu, wanted)
-    except RuntimeError:
-        raise KitError(f"{LOGICAL_DEVICES_ENV}={count} came too late: TensorFlow had already started; "
-                       "set it before the command starts") from None
-
-
-def logical_device_count() -> int:
-    text = os.environ.get(LOGICAL_DEVICES_ENV, "").strip()
-    if not text:
-        return 1
-    if not text.isdigit() or int(text) < 1:
-        raise KitError(f"{LOGICAL_DEVICES_ENV} must be a whole number of CPU devices (1 or more), got {text!r}")
-    return int(text)
 
 
 @functools.lru_cache(maxsize=None)

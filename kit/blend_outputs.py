@@ -21,8 +21,9 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kernel_run import DONE_NAME
+from kit.rundir import CONFIG, METRICS, OOF
+from kit.rundir import TEST_PREDICTIONS as TEST
 
-OOF, TEST = "oof.csv", "test_predictions.csv"
 NOT_MODELS = ("id", "label", "blend")
 
 
@@ -46,11 +47,8 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})
     weights = blend.blend_weights(aligned.oof, aligned.labels)
     oof_blend, test_blend = aligned.oof @ weights, aligned.test @ weights
-    if config.clip_mode == "oof":
-        low, _ = blend.choose_clip(oof_blend, aligned.labels)
-        clip = (low, 1 - low)
-    else:
-        clip = (config.clip_low, config.clip_high)
+    low, _ = blend.choose_clip(oof_blend, aligned.labels)
+    clip = blend.clip_bounds(config, (low, 1 - low))
     losses = {n: score.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
     for model, loss in losses.items():
         log(f"blend: {model}: OOF log loss {loss:.4f}, weight {weights[aligned.names.index(model)]:.3f}")
@@ -73,8 +71,8 @@ def describe_input(folder: Path) -> dict:
     """Where one input came from: a run or a kernel output, the digests of its config and of what
     shaped it (from its metrics.json; None for outputs written before the kit recorded one), and
     its own blended OOF log loss."""
-    config = fileio.read_json(folder / "config.json")
-    metrics = fileio.read_json(folder / "metrics.json")
+    config = fileio.read_json(folder / CONFIG)
+    metrics = fileio.read_json(folder / METRICS)
     oof = _read(folder / OOF, ("id", "label"))
     return {
         "path": str(folder),

@@ -69,10 +69,10 @@ def _saved_run_config(args):
     """The config a run was trained with, plus this command's --set overrides (clip bounds, say)."""
     import dataclasses
 
-    from kit import config, train
+    from kit import config, rundir
 
     requested = _resolve(args)
-    saved = config.load_saved(train.run_dir(requested) / "config.json")
+    saved = config.load_saved(rundir.run_dir(requested) / rundir.CONFIG)
     return dataclasses.replace(saved, **config.parse_overrides(args.overrides))
 
 
@@ -112,7 +112,7 @@ def cmd_report(args):
 
 
 def cmd_runs(args):
-    from kit import report
+    from kit import report, rundir
 
     if args.latest:
         try:
@@ -120,7 +120,7 @@ def cmd_runs(args):
         except KitError:
             pass   # no finished run: print nothing, so `make` falls back to its default preset
         return
-    for path in report.finished_runs(args.runs_dir):
+    for path in rundir.finished_runs(args.runs_dir):
         print(path.name)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from kit import COMPETITION
+from kit.methods import METHODS
 from kit.errors import KitError
 
 
@@ -119,7 +120,6 @@ class Config:
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-METHODS = ("cnn", "features", "finetune", "frozen")
 HEADS = ("logreg", "dense")
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from kit import COMPETITION, fileio, kaggle_env
 from kit.config import PRESETS, resolve
 from kit.errors import KitError
+from kit.methods import METHODS
 
 KERNEL_PRESETS = ("gpu-classic", "gpu-modern")
 OWNER_PLACEHOLDER = "{KAGGLE_USERNAME}"
@@ -191,13 +192,13 @@ def kernel_files(spec: KernelSpec, options: BuildOptions, sources: dict[str, str
     return {f"{spec.name}.py": script, METADATA: metadata.encode()}
 
 
-def module_closure(modules: dict[str, str], entry: str = ENTRY_MODULE) -> list[str]:
-    """The kit modules `entry` can reach through import statements, anywhere in a module (lazy ones too).
+def module_closure(modules: dict[str, str], entries=(ENTRY_MODULE,)) -> list[str]:
+    """The kit modules `entries` can reach through import statements, anywhere in a module (lazy ones too).
 
     `modules` maps module names to source text; names of things that are not modules
     (`from kit import COMPETITION`) are skipped.
     """
-    seen, todo = set(), [entry, "kit"]
+    seen, todo = set(), [*entries, "kit"]
     while todo:
         name = todo.pop()
         if name in seen or name not in modules:
@@ -223,7 +224,8 @@ def read_sources(kit_dir: Path = KIT_DIR) -> dict[str, str]:
             parts = [p for p in relative.parts if p != "__init__"]
             modules[".".join(["kit", *parts])] = _read_text(path)
     sources = {}
-    for module in module_closure(modules):
+    # The methods registry imports its modules by name, which no import statement shows.
+    for module in module_closure(modules, (ENTRY_MODULE, *METHODS.values())):
         path = kit_dir.joinpath(*module.split(".")[1:])
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         sources["kit/" + path.relative_to(kit_dir).as_posix()] = modules[module]

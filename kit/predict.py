@@ -15,7 +15,8 @@ from kit import blend, dataset, faults, fileio, images, provenance, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.train import is_finished, keras_verbosity, run_dir, saved_metrics, write_skips
+from kit.rundir import OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics, write_skips
+from kit.tfquiet import keras_verbosity
 
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
 
@@ -45,16 +46,16 @@ def _cnn_predictions(config: Config, test: pd.DataFrame, log):
     if skips:
         log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
         write_skips(run_dir(config) / "skipped_test.csv", skips)
-    val = pd.read_csv(run_dir(config) / "val_predictions.csv")
+    val = pd.read_csv(run_dir(config) / VAL_PREDICTIONS)
     return probs, {"kind": "validation", "labels": val["label"], "probs": val["prob"]}
 
 
 def _ensemble_predictions(config: Config, test: pd.DataFrame):
     """The blend computed at training time; its local score is out-of-fold."""
-    predictions = pd.read_csv(run_dir(config) / "test_predictions.csv")
+    predictions = pd.read_csv(run_dir(config) / TEST_PREDICTIONS)
     if predictions["id"].tolist() != test["id"].tolist():
         raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
-    oof = pd.read_csv(run_dir(config) / "oof.csv")
+    oof = pd.read_csv(run_dir(config) / OOF)
     return predictions["blend"].to_numpy(), {"kind": "oof", "labels": oof["label"], "probs": oof["blend"]}
 
 

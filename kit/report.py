@@ -25,7 +25,7 @@ from kit import blend, fileio, images, plots, score
 from kit.config import Config, load_saved
 from kit.errors import KitError
 from kit.fetch import read_index
-from kit.train import METRICS
+from kit.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
 
 GRID = 12           # pictures per grid
 CAMS = 4            # pictures per Grad-CAM group
@@ -67,11 +67,6 @@ class Run:
 # --------------------------------------------------------------------------- finding and reading a run
 
 
-def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
-    """Run folders holding metrics.json, the most recently finished last."""
-    return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)]
-
-
 def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
     """A run folder by name (or path); without a name, the most recently finished run."""
     runs_dir = Path(runs_dir)
@@ -80,7 +75,7 @@ def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
         if not finished:
             raise KitError(f"no finished run under {runs_dir}/: run `python -m kit train` first")
         return finished[-1]
-    path = Path(name) if Path(name).is_dir() and (Path(name) / "config.json").is_file() else runs_dir / name
+    path = Path(name) if Path(name).is_dir() and (Path(name) / CONFIG).is_file() else runs_dir / name
     if not (path / METRICS).is_file():
         raise KitError(f"run {name!r} is not finished ({path / METRICS} is missing): "
                        f"run `python -m kit train` first")
@@ -90,23 +85,23 @@ def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
 
 
 def load_run(path: Path) -> Run:
-    config = load_saved(path / "config.json")
+    config = load_saved(path / CONFIG)
     metrics = fileio.read_json(path / METRICS)
     index = read_index(config.data_dir, "train")[["id", "path"]]
-    if (path / "oof.csv").is_file():
-        frame = pd.read_csv(path / "oof.csv")
+    if (path / OOF).is_file():
+        frame = pd.read_csv(path / OOF)
         models = [c for c in frame.columns if c not in ("id", "label", "blend")]
         held_out = frame.rename(columns={"blend": "prob"})
         kind = "out-of-fold"
     else:
-        held_out, models, kind = pd.read_csv(path / "val_predictions.csv"), [], "validation"
+        held_out, models, kind = pd.read_csv(path / VAL_PREDICTIONS), [], "validation"
     held_out = held_out.merge(index, on="id", how="left")
     sub = Path(config.submissions_dir) / f"{config.run}.csv"
     # A submission older than the run was made by an earlier training of it: not this model's.
     current = sub.is_file() and sub.stat().st_mtime >= (path / METRICS).stat().st_mtime
     test, source = None, ""
-    if (path / "test_predictions.csv").is_file():
-        test = pd.read_csv(path / "test_predictions.csv")[["id", "blend"]].rename(columns={"blend": "prob"})
+    if (path / TEST_PREDICTIONS).is_file():
+        test = pd.read_csv(path / TEST_PREDICTIONS)[["id", "blend"]].rename(columns={"blend": "prob"})
         source = f"{path / 'test_predictions.csv'} (blend, before clipping)"
     elif current:
         test = pd.read_csv(sub).rename(columns={"label": "prob"})

@@ -13,6 +13,8 @@ import re
 import sys
 import tempfile
 
+from kit.errors import KitError
+
 # absl's prefix (E1201 20:10:43.658155 ...) from TensorFlow 2.19 on; a timestamp (2026-12-01 20:10:43.658155: E
 # ...) before that.
 NOISE = re.compile(
@@ -21,6 +23,8 @@ NOISE = re.compile(
     r".*(port\.cc|cudart_stub\.cc|cuda_platform\.cc|cuda_executor|cpu_feature_guard|cuda_driver\.cc|"
     r"cuda_dnn\.cc|cuda_blas\.cc|cuda_fft\.cc|computation_placer|tensorflow/core/util/port))"
 )
+
+LOGICAL_DEVICES_ENV = "KIT_LOGICAL_DEVICES"   # a testing aid: split the CPU into N devices (kit.accel)
 
 
 def import_keras():
@@ -35,9 +39,7 @@ def import_keras():
         try:
             import tensorflow as tf
 
-            from kit import accel
-
-            accel.split_cpu(tf)   # must come before anything starts TensorFlow's runtime
+            split_cpu(tf)   # must come before anything starts TensorFlow's runtime
             tf.config.list_physical_devices("GPU")
             import keras
         finally:
@@ -48,3 +50,33 @@ def import_keras():
                 if line.strip() and not NOISE.match(line):
                     print(line, file=sys.stderr)
     return keras
+
+
+def keras_verbosity() -> int:
+    """A live progress bar on a terminal; one line an epoch in logs and CI."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def split_cpu(tf) -> None:
+    """Apply KIT_LOGICAL_DEVICES; called as TensorFlow is imported, before its runtime starts."""
+    count = logical_device_count()
+    if count < 2:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    if tf.config.get_logical_device_configuration(cpu) == wanted:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, wanted)
+    except RuntimeError:
+        raise KitError(f"{LOGICAL_DEVICES_ENV}={count} came too late: TensorFlow had already started; "
+                       "set it before the command starts") from None
+
+
+def logical_device_count() -> int:
+    text = os.environ.get(LOGICAL_DEVICES_ENV, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise KitError(f"{LOGICAL_DEVICES_ENV} must be a whole number of CPU devices (1 or more), got {text!r}")
+    return int(text)

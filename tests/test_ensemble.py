@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import blend, config, features, generators, heads, predict, score, train
+from kit import blend, config, features, generators, heads, predict, rundir, score, train
 from kit.fetch import read_index
 
 
@@ -207,7 +207,7 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
                                  "submissions_dir": str(tmp_path / "subs"), "cache_dir": str(tmp_path / "cache")})
     messages = []
     metrics = train.train(cfg, log=messages.append)
-    oof = pd.read_csv(train.run_dir(cfg) / "oof.csv")
+    oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
     assert len(oof) == metrics["n_train"] == 87 - 4 and set(oof.columns) == {"id", "label", "logreg", "dense", "blend"}
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
     assert [r["stage"] for r in metrics["stages"]][-1] == "blend"
@@ -226,7 +226,7 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["frozen", "finetune"])
 def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monkeypatch):
-    from kit import finetune
+    from kit.methods import finetune
 
     overrides = {"method": method, "backbones": "tiny@32,tiny@40", "weights": "none", "folds": 2, "epochs": 2,
                  "warmup_epochs": 1, "unfreeze": 0.5, "batch_size": 16, "data_dir": str(fetched),
@@ -245,8 +245,8 @@ def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monke
     monkeypatch.setattr(finetune, "train_fold", die_on_second_fold)
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, log=lambda *_: None)
-    assert not train.is_finished(cfg)
-    finished_fold = next(train.run_dir(cfg).rglob("predictions.npz"))
+    assert not rundir.is_finished(cfg)
+    finished_fold = next(rundir.run_dir(cfg).rglob("predictions.npz"))
     stamp = finished_fold.stat().st_mtime_ns
 
     monkeypatch.setattr(finetune, "train_fold", real)
@@ -254,11 +254,11 @@ def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monke
     assert finished_fold.stat().st_mtime_ns == stamp, "the finished fold was reused, not retrained"
     expected_models = 2 if method == "finetune" else 1
     assert len(metrics["models"]) == expected_models
-    oof = pd.read_csv(train.run_dir(cfg) / "oof.csv")
+    oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
     assert len(oof) == 83 and oof["blend"].between(0, 1).all()
-    history = pd.read_csv(next(train.run_dir(cfg).rglob("history-warmup.csv")))
+    history = pd.read_csv(next(rundir.run_dir(cfg).rglob("history-warmup.csv")))
     assert {"loss", "val_loss"} <= set(history.columns)
     if method == "finetune":
-        assert list(train.run_dir(cfg).rglob("history-finetune.csv"))
+        assert list(rundir.run_dir(cfg).rglob("history-finetune.csv"))
     path = predict.predict(cfg, log=lambda *_: None)
     assert len(pd.read_csv(path)) == 24

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, predict, score, train
+from kit import config, predict, rundir, score, train
 from kit.errors import KitError
 
 TINY = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
@@ -34,7 +34,7 @@ def trained(fetched, tmp_path_factory):
 
 def test_training_reports_skips_and_validation_loss(trained):
     cfg, metrics, messages = trained
-    run = train.run_dir(cfg)
+    run = rundir.run_dir(cfg)
     assert any(m.startswith("4 training images skipped: 1 empty-file, 1 not-an-image, 1 too-small, 1 truncated") for m in messages)
     skipped = pd.read_csv(run / "skipped.csv")
     assert sorted(skipped["reason"]) == ["empty-file", "not-an-image", "too-small", "truncated"]
@@ -71,7 +71,7 @@ def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetc
     assert sidecar["config"]["clip_low"] == 0.02
     assert sidecar["git_commit"] == head_commit() or sidecar["git_commit"] == head_commit() + "-dirty"
     assert sidecar["sha256"] == __import__("kit.fileio", fromlist=["sha256"]).sha256(path)
-    val = pd.read_csv(train.run_dir(cfg) / "val_predictions.csv")
+    val = pd.read_csv(rundir.run_dir(cfg) / "val_predictions.csv")
     assert sidecar["local_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["prob"], 0.02, 0.98)))
     assert not list(path.parent.glob(".*.tmp*")), "no temp files left behind"
 

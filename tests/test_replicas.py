@@ -20,7 +20,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, finetune, score, synthetic, train
+from kit import config, score, synthetic, train
+from kit.methods import finetune
 from kit.tfquiet import import_keras
 
 REPLICA_TOLERANCE = 1e-3     # absolute, on probabilities

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, fetch, resume, seeding, train
+from kit import config, fetch, resume, rundir, seeding, train
 
 TINY = {"backbones": "tiny@32", "weights": "none", "heads": "logreg", "folds": 2}
 
@@ -87,10 +87,10 @@ def test_metrics_record_the_digest_and_the_exclusions(competition, tmp_path):
     assert first["exclusions"] == {"used": True, "excluded": [], "added": []}
     pd.DataFrame({"id": ["cat.0", "dog.1"], "reason": ["known", "known"]}).to_csv(data / "exclusions.csv", index=False)
     second = train.train(cfg, log=lambda *_: None)
-    saved = json.loads((train.run_dir(cfg) / "metrics.json").read_text())
+    saved = json.loads((rundir.run_dir(cfg) / "metrics.json").read_text())
     assert saved["exclusions"] == {"used": True, "excluded": ["cat.0", "dog.1"], "added": []}
     assert saved["digest"] == second["digest"] != first["digest"]
     assert saved["digest"] == resume.digest(saved["identity"])
     assert second["n_train"] == first["n_train"] - 2
-    oof = pd.read_csv(train.run_dir(cfg) / "oof.csv")
+    oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
     assert not {"cat.0", "dog.1"} & set(oof["id"]) and np.isfinite(oof["blend"]).all()

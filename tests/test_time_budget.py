@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, predict, score, train
+from kit import config, predict, rundir, score, train
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
 from kit.time_budget import UNFROZEN_OVER_FROZEN, Budget
@@ -102,7 +102,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
     cfg = config.resolve("cpu", overrides)
     lines = []
     metrics = train.train(cfg, log=lines.append)
-    run = train.run_dir(cfg)
+    run = rundir.run_dir(cfg)
     assert metrics["folds_completed"] == 1 and metrics["stopped_by_time_budget"]
     assert metrics["models"]["tiny@32"]["params"]["folds_completed"] == 1
     assert any("not starting a warmup epoch of tiny@32" in line for line in lines)

@@ -1,22 +1,65 @@
-"""Transfer learning on cached features: extract -> heads by K-fold -> blend -> clip.
+"""A run's folder: where one training run keeps everything, under names only this module spells.
 
-The run directory gets oof.csv (every training image's out-of-fold prediction per model
-and blended), test_predictions.csv, and metrics.json (written last) with each stage's time
-and peak memory, each model's OOF log loss, the blend weights and the chosen clip.
+runs/<run>/ holds config.json (the resolved config, written first), the method's own files,
+oof.csv and test_predictions.csv (methods with out-of-fold predictions) or val_predictions.csv
+(cnn), skipped.csv and, written last, metrics.json: a run without metrics.json is unfinished.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kit import blend, dataset, features, fileio, heads, images, provenance, resume, score
+from kit import blend, fileio, images, provenance, resume, score, seeding
 from kit.config import Config
-from kit.fetch import read_index
-from kit.train import METRICS, run_dir, start_run, write_skips
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+OOF = "oof.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
+SKIPPED = "skipped.csv"
+
+
+def run_dir(config: Config) -> Path:
+    return Path(config.runs_dir) / config.run
+
+
+def start_run(config: Config) -> Path:
+    """The run directory, marked unfinished (no metrics.json) and holding the resolved config.
+
+    Every method starts here, so every method is seeded (and deterministic when configured).
+    """
+    seeding.start(config)
+    out = run_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)
+    fileio.write_json(out / CONFIG, config.to_dict())
+    return out
+
+
+def saved_metrics(config: Config) -> dict:
+    return fileio.read_json(run_dir(config) / METRICS)
+
+
+def is_finished(config: Config) -> bool:
+    return os.path.isfile(run_dir(config) / METRICS)
+
+
+def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
+    """Run folders holding metrics.json, the most recently finished last."""
+    return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)]
+
+
+def write_skips(path: Path, skips: list[images.Skip]) -> None:
+    with fileio.atomic_path(path) as tmp:
+        pd.DataFrame([(s.path, s.reason, s.detail) for s in skips],
+                     columns=["path", "reason", "detail"]).to_csv(tmp, index=False)
 
 
 def peak_rss_mb() -> float:
@@ -35,44 +78,6 @@ class Stages:
         self.rows.append({"stage": name, "seconds": round(now - self._start, 1), "peak_rss_mb": round(peak_rss_mb())})
         self.log(f"stage {name}: {now - self._start:.1f} s, peak memory {peak_rss_mb():.0f} MB")
         self._start = now
-
-
-def train_features(config: Config, log=print) -> dict:
-    stages = Stages(log)
-    out = start_run(config)
-
-    train = dataset.training_index(config, log)
-    test = read_index(config.data_dir, "test")
-    stages.done("index")
-
-    blocks_train, blocks_test, skips = [], [], []
-    for extractor in config.extractors():
-        for frame, blocks in ((train, blocks_train), (test, blocks_test)):
-            feats = features.extract(frame["path"], extractor, config.cache_dir, config.batch_size,
-                                     config.workers, config.min_side, log)
-            blocks.append(feats)
-            skips.extend(feats.skips)
-        stages.done(f"features {extractor.label}")
-    train_ok = np.logical_and.reduce([b.ok for b in blocks_train])
-    test_ok = np.logical_and.reduce([b.ok for b in blocks_test])
-    skips = list({s.path: s for s in skips}.values())   # one row per file, not per extractor
-    log(images.summarize_skips(skips, "train and test"))
-    write_skips(out / "skipped.csv", skips)
-
-    x = features.image_vectors([b.features for b in blocks_train])[train_ok]
-    x_test = features.image_vectors([b.features for b in blocks_test])
-    y = train["label"].to_numpy()[train_ok]
-    log(f"heads: {len(y)} training images, {x.shape[1]} features (views averaged), {config.folds} folds")
-
-    results = []
-    for name in config.head_names():
-        if name == "dense":
-            results.append(heads.dense(x, y, x_test, config.folds, config.seed, config.head_epochs, log=log))
-        else:
-            results.append(heads.HEADS[name](x, y, x_test, config.folds, config.seed, log=log))
-        stages.done(f"head {name}")
-
-    return finish_run(config, train[train_ok].reset_index(drop=True), test, test_ok, results, stages, log)
 
 
 def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray,
@@ -96,9 +101,9 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
     # A test image whose file could not be read keeps the uninformative 0.5.
     test_frame = test[["id"]].assign(**{r.name: np.where(test_ok, r.test, 0.5) for r in results},
                                      blend=np.where(test_ok, test_blend, 0.5))
-    with fileio.atomic_path(out / "oof.csv") as tmp:
+    with fileio.atomic_path(out / OOF) as tmp:
         oof_frame.to_csv(tmp, index=False)
-    with fileio.atomic_path(out / "test_predictions.csv") as tmp:
+    with fileio.atomic_path(out / TEST_PREDICTIONS) as tmp:
         test_frame.to_csv(tmp, index=False)
 
     metrics = {

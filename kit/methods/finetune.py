@@ -24,12 +24,11 @@ import pandas as pd
 from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding, time_budget, train_input
 from kit.config import Config
 from kit.errors import KitError
-from kit.ensemble import Stages, finish_run
 from kit.fetch import read_index
 from kit.generators import Augment, ImageBatches
 from kit.plots import WatchCurves
-from kit.tfquiet import import_keras
-from kit.train import keras_verbosity, run_dir, start_run
+from kit.rundir import Stages, finish_run, run_dir, start_run
+from kit.tfquiet import import_keras, keras_verbosity
 
 
 def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
@@ -278,7 +277,8 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     return val_pred, test_pred, test_ok
 
 
-def train_end_to_end(config: Config, log=print) -> dict:
+def train(config: Config, log=print) -> dict:
+    """The finetune and frozen methods (see the module's docstring)."""
     with accel.precision(config.mixed_precision) as policy:
         return _train_folds(config, policy, log)
 
