@@ -31,6 +31,9 @@ class Config:
     heads: str = "logreg,dense"             # heads trained by K-fold on the features, then blended
     folds: int = 5
     head_epochs: int = 30
+    head_learning_rate: float = 1e-3        # the dense head (seed 004's Dropout + Dense on the features)
+    head_dropout: float = 0.5
+    head_batch_size: int = 64
     warmup_epochs: int = 1                  # end to end: epochs training only the new head
     unfreeze: float = 0.0                   # finetune: fraction of backbone layers trained, from the top
     finetune_lr: float = 1e-4
@@ -72,7 +75,7 @@ class Config:
             raise KitError(f"config: need 0 <= clip_low < 0.5 < clip_high <= 1, got {self.clip_low}, {self.clip_high}")
         if not 0.0 < self.val_fraction < 1.0:
             raise KitError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
-        for name in ("image_size", "width", "dense", "epochs", "batch_size", "workers"):
+        for name in ("image_size", "width", "dense", "epochs", "batch_size", "head_batch_size", "workers"):
             if getattr(self, name) < 1:
                 raise KitError(f"config: {name} must be at least 1, got {getattr(self, name)}")
         _check_choice("method", self.method, METHODS)

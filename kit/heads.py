@@ -93,8 +93,10 @@ def logreg(x, y, x_test, k: int, seed: int, grid=LOGREG_C_GRID, log=print) -> He
     return best
 
 
-def dense(x, y, x_test, k: int, seed: int, epochs: int = 30, learning_rate: float = 1e-3, log=print) -> HeadResult:
-    result = run_kfold("dense", dense_fold, x, y, x_test, k, seed, epochs=epochs, learning_rate=learning_rate)
+def dense(x, y, x_test, k: int, seed: int, epochs: int = 30, learning_rate: float = 1e-3, dropout: float = 0.5,
+          batch_size: int = 64, log=print) -> HeadResult:
+    result = run_kfold("dense", dense_fold, x, y, x_test, k, seed, epochs=epochs, learning_rate=learning_rate,
+                       dropout=dropout, batch_size=batch_size)
     log(f"heads: dense ({epochs} epochs): OOF log loss {result.oof_log_loss:.4f}")
     return result
 

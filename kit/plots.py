@@ -103,7 +103,7 @@ def _plot_metric(ax, frame: pd.DataFrame, metric: str) -> None:
     ax.tick_params(labelsize=8)
 
 
-def WatchCurves(csv_paths: Sequence[str | Path], png_path: str | Path, title: str = ""):
+def redraw_curves_callback(csv_paths: Sequence[str | Path], png_path: str | Path, title: str = ""):
     """A Keras callback that redraws `png_path` from the CSV logs after every epoch.
 
     Keras calls callbacks in list order, so put it after the CSVLogger (which writes and

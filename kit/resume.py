@@ -26,7 +26,8 @@ SET_ASIDE = "set-aside"
 NOT_SHAPING = ("competition", "data_dir", "runs_dir", "submissions_dir", "cache_dir", "run", "workers",
                "clip_mode", "clip_low", "clip_high")
 # Keys only the cnn and features methods read: a fine-tuned fold does not depend on them.
-END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "views", "heads", "head_epochs")
+END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "views", "heads", "head_epochs",
+                     "head_learning_rate", "head_dropout", "head_batch_size")
 
 
 def digest(identity: dict) -> str:

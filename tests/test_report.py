@@ -195,8 +195,8 @@ def test_watch_curves_redraws_after_every_epoch(tmp_path):
 
     csv = tmp_path / "history.csv"
     model.fit(x, y, validation_split=0.25, epochs=2, verbose=0,
-              callbacks=[keras.callbacks.CSVLogger(str(csv)), plots.WatchCurves(csv, tmp_path / "curves.png"), Spy()])
+              callbacks=[keras.callbacks.CSVLogger(str(csv)), plots.redraw_curves_callback(csv, tmp_path / "curves.png"), Spy()])
     assert len(drawn) == 2 and len(pd.read_csv(csv)) == 2
     _check_png(tmp_path / "curves.png")
     csv.write_text("a,b\n1,2,3,4\n")   # a log that does not parse must not stop training
-    plots.WatchCurves(csv, tmp_path / "curves.png").on_epoch_end(0)
+    plots.redraw_curves_callback(csv, tmp_path / "curves.png").on_epoch_end(0)

@@ -38,7 +38,7 @@ def train(config: Config, log=print) -> dict:
     model.fit(x_train, y_train, validation_data=(x_val, val_df["label"].to_numpy()),
               epochs=config.epochs, batch_size=config.batch_size, verbose=keras_verbosity(),
               callbacks=[keras.callbacks.CSVLogger(str(out / "history.csv")),
-                         KeepBest(out / "model.keras"), plots.WatchCurves(out / "history.csv", out / "curves.png", config.run)])
+                         keep_best_callback(out / "model.keras"), plots.redraw_curves_callback(out / "history.csv", out / "curves.png", config.run)])
 
     best = keras.models.load_model(out / "model.keras")
     probs = best.predict(x_val, batch_size=config.batch_size, verbose=0).ravel()
@@ -66,7 +66,7 @@ def _load(frame: pd.DataFrame, config: Config, what: str):
                                desc=f"decode {what}")
 
 
-def KeepBest(path: Path):
+def keep_best_callback(path: Path):
     """A callback that saves the model whenever val_loss improves, atomically.
 
     Keras' ModelCheckpoint writes in place, so a run killed mid-save would leave a

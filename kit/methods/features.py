@@ -47,7 +47,8 @@ def train(config: Config, log=print) -> dict:
     results = []
     for name in config.head_names():
         if name == "dense":
-            results.append(heads.dense(x, y, x_test, config.folds, config.seed, config.head_epochs, log=log))
+            results.append(heads.dense(x, y, x_test, config.folds, config.seed, config.head_epochs,
+                                       config.head_learning_rate, config.head_dropout, config.head_batch_size, log=log))
         else:
             results.append(heads.HEADS[name](x, y, x_test, config.folds, config.seed, log=log))
         stages.done(f"head {name}")

@@ -26,7 +26,7 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import read_index
 from kit.generators import Augment, ImageBatches
-from kit.plots import WatchCurves
+from kit.plots import redraw_curves_callback
 from kit.rundir import Stages, finish_run, run_dir, start_run
 from kit.tfquiet import import_keras, keras_verbosity
 
@@ -169,7 +169,7 @@ class PhaseCheckpoint:
                 old.unlink()
 
 
-def EpochSeeds(seed: int, key: tuple):
+def reseed_dropout_callback(seed: int, key: tuple):
     """Before each epoch, the model's dropout seeds derived from (seed, key, epoch), whatever ran in
     this process before. (The training input seeds its order and augmentation by epoch itself.)"""
     keras = import_keras()
@@ -208,9 +208,9 @@ def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate:
     if unfinished:
         stopping = checkpoint.stopping(config.patience)
         callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
-                     EpochSeeds(config.seed, (folder.parent.name, folder.name, phase)),
+                     reseed_dropout_callback(config.seed, (folder.parent.name, folder.name, phase)),
                      stopping, checkpoint.callback(stopping),
-                     WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
+                     redraw_curves_callback([folder / "history-warmup.csv", folder / "history-finetune.csv"],
                                  folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
         callbacks += [guard] if guard is not None else []
         # The data arguments carry shuffle=False: the input orders each epoch from its seed; Keras would
