@@ -134,6 +134,7 @@ bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost sha
 
 # Kaggle kernels: kernels/<name>/ is generated from the kit (`make kernels`), pushed under your username.
 KERNEL ?=
+ONLY   ?=
 DIRS   ?=
 WAIT   ?=
 KERNEL_MSG = $(if $(filter command line environment,$(origin MSG)),$(MSG),kernel $(KERNEL) from make kernel-submit)
@@ -143,8 +144,8 @@ export KERNEL_MSG
 kernels: | $(STAMP) ## rebuild kernels/<name>/ (script + kernel-metadata.json) for every Kaggle kernel
 	$(KIT) kernels build
 
-kernel-push: | $(STAMP) ## push kernels/KERNEL to Kaggle as your private GPU kernel (KERNEL=gpu-modern)
-	$(KIT) kernels push $(KERNEL)
+kernel-push: | $(STAMP) ## push kernels/KERNEL as your private GPU kernel (KERNEL=gpu-modern [ONLY=convnext_small])
+	$(KIT) kernels push $(KERNEL) $(if $(ONLY),--only $(ONLY))
 
 kernel-status: | $(STAMP) ## the Kaggle status of KERNEL (WAIT=1 polls until it has finished)
 	$(KIT) kernels status $(KERNEL) $(if $(WAIT),--wait)

@@ -130,7 +130,7 @@ def cmd_kernels(args):
     options = kernels.BuildOptions(args.weights_dataset, args.machine_shape)
     kernel_remote.run_command(args.action, args.name, _resolve(args), args.kernels_dir, options=options,
                               check=args.check, wait=args.wait, interval=args.interval, message=args.message,
-                              force=args.force)
+                              force=args.force, only=args.only)
 
 
 def cmd_blend(args):
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dataset", metavar="OWNER/SLUG", help="build: weights from this Kaggle dataset, internet off")
     p.add_argument("--machine-shape", default="NvidiaTeslaT4", help="build: Kaggle machine (default: NvidiaTeslaT4)")
     p.add_argument("--check", action="store_true", help="build: only check that the kernels match the kit")
+    p.add_argument("--only", metavar="BACKBONE", help="push: the kernel narrowed to one of its backbones, made now "
+                                                       "(e.g. --only convnext_small)")
     p.add_argument("--wait", action="store_true", help="status: poll until the kernel has finished")
     p.add_argument("--interval", type=float, default=60.0, help="status --wait: seconds between polls (default 60)")
     p.add_argument("-m", "--message", help="submit: description shown on Kaggle (default: kernel NAME)")

@@ -28,7 +28,8 @@ LOG_TAIL_LINES = 30
 
 def run_command(action: str, name: str | None, config: Config, kernels_dir: str = "kernels", *,
                 options: kernels.BuildOptions = kernels.BuildOptions(), check: bool = False, wait: bool = False,
-                interval: float = 60.0, message: str | None = None, force: bool = False, log=print):
+                interval: float = 60.0, message: str | None = None, force: bool = False, only: str | None = None,
+                log=print):
     """`python -m kit kernels ACTION [NAME]`."""
     if action == "build":
         if check:
@@ -41,9 +42,12 @@ def run_command(action: str, name: str | None, config: Config, kernels_dir: str 
     if not name:
         names = ", ".join(s.name for s in kernels.kernel_specs())
         raise KitError(f"kernels {action} needs a kernel name (make: KERNEL=name); the kernels are: {names}")
+    if only and action != "push":
+        raise KitError(f"--only narrows a kernel at push time; `kernels {action}` takes the narrowed kernel's name, "
+                       f"{kernels.narrowed(name, only).name}")
     kernels.find_spec(name)
     if action == "push":
-        return push(name, Path(kernels_dir), log)
+        return push(name, Path(kernels_dir), log, only=only)
     if action == "status":
         return status(name, wait=wait, interval=interval, log=log)
     if action == "output":
@@ -55,27 +59,39 @@ def run_command(action: str, name: str | None, config: Config, kernels_dir: str 
 
 def show(kernels_dir: Path, log=print) -> list[str]:
     names = []
-    for spec in kernels.kernel_specs():
+    for spec in [*kernels.kernel_specs(), *kernels.variant_specs()]:
         script = kernels_dir / spec.name / f"{spec.name}.py"
-        size = f"{script.stat().st_size // 1024} KB" if script.is_file() else "not built"
-        what = f"{spec.preset}, backbone {spec.backbone}" if spec.backbone else f"{spec.preset}, every backbone"
+        if spec.backbone:
+            what, size = f"{spec.preset}, backbone {spec.backbone}", f"push with --only {spec.backbone.partition('@')[0]}"
+        else:
+            what = f"{spec.preset}, every backbone"
+            size = f"{script.stat().st_size // 1024} KB" if script.is_file() else "not built"
         log(f"{spec.name:<32} {what:<48} {size}")
         names.append(spec.name)
     return names
 
 
-def push(name: str, kernels_dir: Path, log=print) -> dict:
-    folder = kernels_dir / name
+def push(name: str, kernels_dir: Path, log=print, only: str | None = None) -> dict:
+    """Push kernels/<name>/, or with `only` (a backbone) the variant of it narrowed to that backbone,
+    built now from the same kit with the committed kernel's build options."""
+    spec = kernels.narrowed(name, only) if only else kernels.find_spec(name)
+    parent = spec.preset if spec.backbone else spec.name
+    folder = kernels_dir / parent
     metadata = fileio.read_json(folder / kernels.METADATA)
     if not metadata:
         raise KitError(f"no {folder / kernels.METADATA}: run `make kernels` first")
-    kernels.check_fresh(kernels_dir, [name])
+    kernels.check_fresh(kernels_dir, [parent])
     kernels.check_machine_shape(metadata.get("machine_shape") or kernels.DEFAULT_MACHINE_SHAPE)
     kaggle_api.check_credentials()
+    name = spec.name
     ref = f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
     with tempfile.TemporaryDirectory(prefix="kit-push-") as tmp:
         staged = Path(tmp) / name
-        shutil.copytree(folder, staged)
+        if spec.backbone:
+            kernels.write_kernel(Path(tmp), spec, kernels.options_from_metadata(metadata))
+            metadata = fileio.read_json(staged / kernels.METADATA)
+        else:
+            shutil.copytree(folder, staged)
         fileio.write_text(staged / kernels.METADATA, _json({**metadata, "id": ref}))
         result = kaggle_api.push_kernel(staged, ref)
     for problem in result["invalid_sources"]:

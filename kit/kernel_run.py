@@ -1,4 +1,5 @@
-"""What a kernel built by kit.kernels runs on Kaggle: fetch -> train -> predict, results to the working folder.
+"""What a kernel built by kit.kernels runs on Kaggle, one function a cell: start, fetch, train, predict,
+write_outputs (`main` runs them in order).
 
 The big intermediate files (extracted images, feature cache, fold checkpoints) go to a
 scratch folder, because everything in /kaggle/working is kept and downloaded as output;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -55,17 +57,38 @@ def duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def main(kernel: dict, kit_dir: Path) -> dict:
-    """The kernel's entry point; a KitError ends it with one line and exit status 2 (Kaggle shows ERROR)."""
+@dataclasses.dataclass
+class Session:
+    """What the kernel's cells share: its settings, resolved config, log and the stages done so far."""
+
+    kernel: dict
+    kit_dir: Path
+    log: KernelLog
+    config: object
+    extra: dict
+    devices: dict
+    stages: list = dataclasses.field(default_factory=list)
+
+
+def ends_kernel_on_error(step):
+    """A KitError ends the kernel with its one line and exit status 2 (Kaggle shows ERROR), whichever cell it is in."""
+
+    @functools.wraps(step)
+    def run_step(*args, **kwargs):
+        try:
+            return step(*args, **kwargs)
+        except KitError as error:
+            log = args[0].log if args and isinstance(args[0], Session) else KernelLog(kaggle_env.working_dir() / LOG_NAME)
+            log(f"error: {error}")
+            sys.exit(2)
+
+    return run_step
+
+
+@ends_kernel_on_error
+def start(kernel: dict, kit_dir: Path) -> Session:
+    """The settings cell's values, checked and resolved against Kaggle's paths; the devices described."""
     log = KernelLog(kaggle_env.working_dir() / LOG_NAME)
-    try:
-        return run(kernel, Path(kit_dir), log)
-    except KitError as error:
-        log(f"error: {error}")
-        sys.exit(2)
-
-
-def run(kernel: dict, kit_dir: Path, log) -> dict:
     _check_kit_origin(kit_dir)
     log(f"kernel {kernel['name']}: preset {kernel['preset']}, kit sources {kernel['sources_sha256'][:16]} "
         f"unpacked in {kit_dir}")
@@ -76,34 +99,63 @@ def run(kernel: dict, kit_dir: Path, log) -> dict:
         f"weights {config.weights}, batch {config.batch_size}, {config.workers} loader threads")
     devices = describe_devices(config)
     log(devices["line"])
+    return Session(kernel, Path(kit_dir), log, config, extra, devices)
 
-    working = kaggle_env.working_dir()
-    stages = []
-    with stage("fetch", log, stages):
-        from kit import fetch
 
-        fetch.fetch_from(kaggle_env.competition_dir(config.competition), config.data_dir, log)
-    config = budget_left(config, log)
-    with stage("train", log, stages):
-        from kit import train
+@ends_kernel_on_error
+def fetch(session: Session) -> None:
+    """The competition from /kaggle/input, extracted to the scratch folder and indexed."""
+    from kit import fetch as fetching
 
-        train.train(config, log)
-    with stage("predict", log, stages):
-        from kit import predict
+    with stage("fetch", session.log, session.stages):
+        fetching.fetch_from(kaggle_env.competition_dir(session.config.competition), session.config.data_dir,
+                            session.log)
 
-        predict.predict(config, log, path=working / SUBMISSION)
-    published = publish(config, working)
+
+@ends_kernel_on_error
+def train(session: Session) -> None:
+    """The preset's method, inside what the time budget has left after fetching."""
+    from kit import train as training
+
+    session.config = budget_left(session.config, session.log)
+    with stage("train", session.log, session.stages):
+        training.train(session.config, session.log)
+
+
+@ends_kernel_on_error
+def predict(session: Session) -> None:
+    """submission.csv and its sidecar, clipped and checked, straight into /kaggle/working."""
+    from kit import predict as predicting
+
+    with stage("predict", session.log, session.stages):
+        predicting.predict(session.config, session.log, path=kaggle_env.working_dir() / SUBMISSION)
+
+
+@ends_kernel_on_error
+def write_outputs(session: Session) -> dict:
+    """The run's small files beside the submission, then kernel.json last: the mark of a finished kernel."""
+    working, log, kernel = kaggle_env.working_dir(), session.log, session.kernel
+    published = publish(session.config, working)
     summary = {
         "kernel": kernel["name"], "preset": kernel["preset"], "overrides": kernel["overrides"],
-        "test_overrides": extra, "sources_sha256": kernel["sources_sha256"], "kit_dir": str(kit_dir),
-        "inside_kaggle": kaggle_env.inside_kaggle(), "gpus": devices["gpus"], "precision": devices["precision"],
-        "stages": stages, "seconds": round(log.elapsed(), 1), "outputs": published + [SUBMISSION, "submission.json", LOG_NAME],
-        "finished": provenance.now(),
+        "test_overrides": session.extra, "sources_sha256": kernel["sources_sha256"], "kit_dir": str(session.kit_dir),
+        "inside_kaggle": kaggle_env.inside_kaggle(), "gpus": session.devices["gpus"],
+        "precision": session.devices["precision"], "stages": session.stages, "seconds": round(log.elapsed(), 1),
+        "outputs": published + [SUBMISSION, "submission.json", LOG_NAME], "finished": provenance.now(),
     }
     fileio.write_json(working / DONE_NAME, summary)
     log(f"kernel {kernel['name']}: finished in {duration(log.elapsed())}; {working / SUBMISSION} and "
         f"{len(published)} more files in {working}")
     return summary
+
+
+def main(kernel: dict, kit_dir: Path) -> dict:
+    """Every cell's step in order: what the kernel's cells do one by one."""
+    session = start(kernel, kit_dir)
+    fetch(session)
+    train(session)
+    predict(session)
+    return write_outputs(session)
 
 
 def budget_left(config, log):

@@ -73,10 +73,15 @@ class BuildOptions:
 # --- pure: what the kernels are ---------------------------------------------------------------
 
 def kernel_specs(presets=KERNEL_PRESETS) -> list[KernelSpec]:
-    """A kernel per preset and, for a preset of several backbones, one per backbone."""
+    """The committed kernels: one per preset, with every backbone of it."""
+    return [KernelSpec(preset, preset) for preset in presets]
+
+
+def variant_specs(presets=KERNEL_PRESETS) -> list[KernelSpec]:
+    """For a preset of several backbones, a kernel per backbone (so they can run in parallel): made at push
+    time (`kernels push PRESET --only BACKBONE`), never committed."""
     specs = []
     for preset in presets:
-        specs.append(KernelSpec(preset, preset))
         tokens = [t.strip() for t in PRESETS[preset].get("backbones", "").split(",") if t.strip()]
         if len(tokens) > 1:
             specs += [KernelSpec(f"{preset}-{backbone_slug(token)}", preset, token) for token in tokens]
@@ -84,11 +89,24 @@ def kernel_specs(presets=KERNEL_PRESETS) -> list[KernelSpec]:
 
 
 def find_spec(name: str, specs=None) -> KernelSpec:
-    specs = kernel_specs() if specs is None else specs
+    specs = [*kernel_specs(), *variant_specs()] if specs is None else specs
     for spec in specs:
         if spec.name == name:
             return spec
     raise KitError(f"unknown kernel {name!r}; the kernels are: {', '.join(s.name for s in specs)}")
+
+
+def narrowed(name: str, only: str) -> KernelSpec:
+    """Kernel `name` narrowed to one backbone of its preset (a name, a slug or the preset's token)."""
+    spec = find_spec(name)
+    choices = variant_specs([spec.preset])
+    if spec.backbone or not choices:
+        raise KitError(f"kernel {name} has one backbone only; --only narrows a kernel of several")
+    wanted = only.strip().lower()
+    for choice in choices:
+        if wanted in (choice.backbone, choice.backbone.partition("@")[0], backbone_slug(choice.backbone)):
+            return choice
+    raise KitError(f"--only {only!r}: kernel {name}'s backbones are {', '.join(c.backbone for c in choices)}")
 
 
 def backbone_slug(token: str) -> str:
@@ -161,7 +179,7 @@ def sources_digest(sources: dict[str, str]) -> str:
 
 
 def kernel_settings(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict:
-    """The KERNEL dict the script hands to kit.kernel_run.main."""
+    """The KERNEL dict the script's cells hand to kit.kernel_run."""
     return {"name": spec.name, "preset": spec.preset, "overrides": spec.overrides,
             "weights_dataset": options.weights_dataset, "sources_sha256": sources_digest(sources)}
 
@@ -178,7 +196,7 @@ def kernel_script(spec: KernelSpec, options: BuildOptions, sources: dict[str, st
                   "folder and puts it first on `sys.path`."),
         "# %%\nKIT_SOURCES = {\n" + entries + "}\n",
         "# %%\n" + _BOOTSTRAP,
-        "# %%\nfrom kit import kernel_run\n\nSUMMARY = kernel_run.main(KERNEL, KIT_DIR)\n",
+        *_pipeline_cells(),
     ]
     return "\n\n".join(cell.rstrip("\n") for cell in cells) + "\n"
 
@@ -215,8 +233,9 @@ def module_closure(modules: dict[str, str], entries=(ENTRY_MODULE,)) -> list[str
 
 # --- side effects: reading the kit, writing kernels --------------------------------------------
 
-def read_sources(kit_dir: Path = KIT_DIR) -> dict[str, str]:
-    """'kit/<path>' -> text for the modules the kernel needs and every file under kit/data."""
+def read_sources(kit_dir: Path = KIT_DIR, method: str | None = None) -> dict[str, str]:
+    """'kit/<path>' -> text for the modules a kernel of `method` (None: any method) needs, and every
+    file under kit/data."""
     modules = {}
     for path in sorted(kit_dir.rglob("*.py")):
         if "__pycache__" not in path.parts:
@@ -225,7 +244,8 @@ def read_sources(kit_dir: Path = KIT_DIR) -> dict[str, str]:
             modules[".".join(["kit", *parts])] = _read_text(path)
     sources = {}
     # The methods registry imports its modules by name, which no import statement shows.
-    for module in module_closure(modules, (ENTRY_MODULE, *METHODS.values())):
+    methods = sorted(set(METHODS.values())) if method is None else [METHODS[method]]
+    for module in module_closure(modules, (ENTRY_MODULE, *methods)):
         path = kit_dir.joinpath(*module.split(".")[1:])
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         sources["kit/" + path.relative_to(kit_dir).as_posix()] = modules[module]
@@ -239,17 +259,10 @@ def build(out_dir: Path = DEFAULT_OUT, options: BuildOptions = BuildOptions(), l
     """Write every kernel's files (only those that changed), and remove kernels that no longer exist."""
     check_options(options)
     out_dir = Path(out_dir)
-    sources = read_sources()
     specs = kernel_specs()
     written = []
     for spec in specs:
-        for name, data in kernel_files(spec, options, sources).items():
-            path = out_dir / spec.name / name
-            if not path.is_file() or path.read_bytes() != data:
-                with fileio.atomic_path(path) as tmp:
-                    tmp.write_bytes(data)
-                    tmp.chmod(0o644)   # a source file in the repository, not a private temp file
-                written.append(path)
+        written += write_kernel(out_dir, spec, options)
     for folder in generated_folders(out_dir):
         if folder.name not in {s.name for s in specs}:
             shutil.rmtree(folder)
@@ -259,20 +272,37 @@ def build(out_dir: Path = DEFAULT_OUT, options: BuildOptions = BuildOptions(), l
     return written
 
 
+def write_kernel(out_dir: Path, spec: KernelSpec, options: BuildOptions = BuildOptions()) -> list[Path]:
+    """kernels/<name>/ for one kernel (a committed one, or a variant made at push time); the files that changed."""
+    written = []
+    for name, data in kernel_files(spec, options, spec_sources(spec)).items():
+        path = Path(out_dir) / spec.name / name
+        if not path.is_file() or path.read_bytes() != data:
+            with fileio.atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+                tmp.chmod(0o644)   # a source file in the repository, not a private temp file
+            written.append(path)
+    return written
+
+
+def spec_sources(spec: KernelSpec) -> dict[str, str]:
+    """The sources a kernel carries: the kit modules its preset's method reaches, and kit/data."""
+    return read_sources(method=resolve(spec.preset).method)
+
+
 def stale(out_dir: Path = DEFAULT_OUT, names=None) -> list[str]:
     """What in out_dir differs from a fresh build with the options its metadata records; [] when current.
 
     `names` limits the check to those kernels (a push checks only the one it sends).
     """
     out_dir = Path(out_dir)
-    sources = read_sources()
     specs = kernel_specs()
     problems = []
     for spec in specs:
         if names is not None and spec.name not in names:
             continue
         metadata = fileio.read_json(out_dir / spec.name / METADATA)
-        for name, data in kernel_files(spec, options_from_metadata(metadata), sources).items():
+        for name, data in kernel_files(spec, options_from_metadata(metadata), spec_sources(spec)).items():
             path = out_dir / spec.name / name
             if not path.is_file():
                 problems.append(f"{path} is missing")
@@ -339,6 +369,26 @@ def unpack_kit(sources: dict) -> Path:
 
 KIT_DIR = unpack_kit(KIT_SOURCES)
 '''
+
+
+# The pipeline, a cell a step, each a call into the kit with its log under it.
+_STEPS = (
+    ("Fetch: the competition from `/kaggle/input`, extracted to a scratch folder and indexed.",
+     "from kit import kernel_run\n\nSESSION = kernel_run.start(KERNEL, KIT_DIR)\nkernel_run.fetch(SESSION)"),
+    ("Train: the preset's method, out-of-fold predictions for every training image, inside the time budget.",
+     "kernel_run.train(SESSION)"),
+    ("Predict: the test set, clipped and checked, as `submission.csv` with its sidecar.",
+     "kernel_run.predict(SESSION)"),
+    ("Outputs: the run's small files beside the submission, `kernel.json` last.",
+     "SUMMARY = kernel_run.write_outputs(SESSION)"),
+)
+
+
+def _pipeline_cells() -> list[str]:
+    cells = []
+    for number, (text, code) in enumerate(_STEPS, start=1):
+        cells += [_markdown(f"{number}. {text}"), f"# %%\n{code}\n"]
+    return cells
 
 
 def _description(spec: KernelSpec, options: BuildOptions, digest: str) -> str:

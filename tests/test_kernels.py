@@ -29,6 +29,7 @@ from kit.config import Config, resolve
 from kit.errors import KitError
 
 SPECS = kernels.kernel_specs()
+VARIANTS = kernels.variant_specs()
 KEY = "c0ffeec0ffee5ecre75ecre7c0ffeec0"       # must never show up in a kernel, its output or our output
 USER = "emulated-user"
 SECRETS = (KEY, base64.b64encode(f"{USER}:{KEY}".encode()).decode())
@@ -111,8 +112,12 @@ def played(built, kaggle_input, tmp_path_factory):
 
     def get(name: str) -> Played:
         if name not in cache:
+            folder = built
+            if not (built / name).is_dir():   # a variant: made at push time, as `kernels push --only` does
+                folder = built.parent / "variants"
+                kernels.write_kernel(folder, kernels.find_spec(name))
             layout = "extracted" if name in EXTRACTED else "zipped"
-            cache[name] = play(built / name / f"{name}.py", kaggle_input / layout, tmp_path_factory.mktemp(name))
+            cache[name] = play(folder / name / f"{name}.py", kaggle_input / layout, tmp_path_factory.mktemp(name))
         return cache[name]
 
     return get
@@ -120,18 +125,28 @@ def played(built, kaggle_input, tmp_path_factory):
 
 # --- the builder's pure parts -----------------------------------------------------------------------
 
-def test_a_kernel_per_preset_and_per_backbone():
+def test_a_committed_kernel_per_preset_and_a_variant_per_backbone_at_push_time():
     assert [(s.name, s.preset, s.backbone) for s in SPECS] == [
         ("gpu-classic", "gpu-classic", ""),
+        ("gpu-modern", "gpu-modern", ""),
+    ]
+    assert [(s.name, s.preset, s.backbone) for s in VARIANTS] == [
         ("gpu-classic-xception", "gpu-classic", "xception@299"),
         ("gpu-classic-inception-v3", "gpu-classic", "inception_v3@299"),
         ("gpu-classic-resnet50", "gpu-classic", "resnet50@224"),
-        ("gpu-modern", "gpu-modern", ""),
         ("gpu-modern-efficientnetv2-s", "gpu-modern", "efficientnetv2_s@384"),
         ("gpu-modern-convnext-small", "gpu-modern", "convnext_small@288"),
     ]
     one = kernels.find_spec("gpu-modern-efficientnetv2-s")
-    assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "backbones": "efficientnetv2_s@384"}
+    assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "time_budget_s": float(kaggle_env.TIME_BUDGET_S),
+                             "backbones": "efficientnetv2_s@384"}
+    for only in ("convnext_small", "convnext-small", "convnext_small@288"):
+        assert kernels.narrowed("gpu-modern", only) == kernels.find_spec("gpu-modern-convnext-small")
+    with pytest.raises(KitError, match=r"--only 'vgg16': kernel gpu-modern's backbones are efficientnetv2_s@384, "
+                                       r"convnext_small@288"):
+        kernels.narrowed("gpu-modern", "vgg16")
+    with pytest.raises(KitError, match="has one backbone only"):
+        kernels.narrowed("gpu-modern-convnext-small", "convnext_small")
     with pytest.raises(KitError, match="unknown kernel 'gpu-huge'; the kernels are: gpu-classic, "):
         kernels.find_spec("gpu-huge")
 
@@ -145,7 +160,7 @@ def test_metadata_is_what_kaggle_push_reads():
         "is_private": True, "enable_gpu": True, "enable_tpu": False, "enable_internet": True,
         "competition_sources": [COMPETITION], "dataset_sources": [], "kernel_sources": [], "model_sources": [],
         "machine_shape": "NvidiaTeslaT4"}
-    for spec in SPECS:
+    for spec in [*SPECS, *VARIANTS]:
         meta = kernels.kernel_metadata(spec)
         assert len(meta["title"]) <= 50
         if importlib.util.find_spec("slugify"):   # the client's own check that title and id agree
@@ -200,7 +215,7 @@ def test_script_carries_awkward_text_exactly():
     text = kernels.kernel_script(kernels.find_spec("gpu-classic"), kernels.BuildOptions(), awkward)
     assert _kit_sources(text) == awkward
     assert [line for line in text.splitlines() if line.startswith("# %%")] == \
-        ["# %% [markdown]", "# %%", "# %% [markdown]", "# %%", "# %%", "# %%"]
+        ["# %% [markdown]", "# %%", "# %% [markdown]", "# %%", "# %%"] + ["# %% [markdown]", "# %%"] * 4
 
 
 def _kit_sources(code: str) -> dict:
@@ -234,7 +249,7 @@ def test_rebuild_is_byte_identical_and_drops_retired_kernels(built, tmp_path):
     assert kernels.stale(out) == []
 
     script = out / "gpu-modern" / "gpu-modern.py"
-    script.write_text(script.read_text().replace("kernel_run.main(KERNEL, KIT_DIR)", "print('edited')"))
+    script.write_text(script.read_text().replace("kernel_run.train(SESSION)", "print('edited')"))
     assert kernels.stale(out) == [f"{script} differs from the kit"]
     with pytest.raises(KitError, match=r"gpu-modern.py differs from the kit: run `make kernels`"):
         kernels.check_fresh(out, ["gpu-modern"])
@@ -248,7 +263,11 @@ def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
         assert script.stat().st_size < 400_000, "Kaggle refuses 1 MB; stay well under it"
-        assert _kit_sources(script.read_text()) == sources
+        carried = _kit_sources(script.read_text())
+        assert carried == kernels.spec_sources(spec) and set(carried) <= set(sources)
+    # Each kernel carries its own method, not the others.
+    assert "kit/methods/finetune.py" not in _kit_sources((built / "gpu-classic" / "gpu-classic.py").read_text())
+    assert "kit/methods/features.py" not in _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
     assert_no_secret(folder=built)         # and the owner is a placeholder, not the builder's name:
     assert not any(USER.encode() in p.read_bytes() for p in built.rglob("*") if p.is_file())
 
@@ -258,7 +277,8 @@ def test_scripts_open_as_notebooks_running_the_same_code(built):
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
         notebook = jupytext.read(script)
-        assert [c.cell_type for c in notebook.cells] == ["markdown", "code", "markdown", "code", "code", "code"]
+        assert [c.cell_type for c in notebook.cells] == \
+            ["markdown", "code", "markdown", "code", "code"] + ["markdown", "code"] * 4
         code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
         assert _kit_sources(code) == _kit_sources(script.read_text())
         compile(code, str(script), "exec")
@@ -314,8 +334,8 @@ def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
     assert kaggle_env.inside_kaggle() and "inside Kaggle" in kaggle_env.describe()
 
 
-@pytest.mark.parametrize("name", [pytest.param(s.name, marks=pytest.mark.slow) if s.backbone else s.name
-                                  for s in SPECS])
+@pytest.mark.parametrize("name", [s.name for s in SPECS] + [pytest.param(s.name, marks=pytest.mark.slow)
+                                                            for s in VARIANTS])
 def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
     run = played(name)
     out = run.result.stdout + run.result.stderr
@@ -543,6 +563,23 @@ def test_push_status_output_submit_round_trip(emu, built, played, tmp_path):
 
 
 @needs_client
+def test_push_only_one_backbone_makes_that_variant_from_the_committed_kernel(emu, built, tmp_path):
+    kit = Kit(emu, tmp_path, built)
+    pushed = kit.make("kernel-push", "KERNEL=gpu-modern", "ONLY=convnext_small")
+    assert pushed.returncode == 0, pushed.stderr
+    ref = f"{USER}/dvc-kit-gpu-modern-convnext-small"
+    push = emu.kernel(ref).pushes[-1]
+    assert push.request["newTitle"] == "dvc-kit gpu-modern-convnext-small"
+    settings = next(n for n in ast.parse(push.text).body if isinstance(n, ast.Assign) and n.targets[0].id == "KERNEL")
+    assert ast.literal_eval(settings.value)["overrides"]["backbones"] == "convnext_small@288"
+    assert _kit_sources(push.text) == _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
+    assert not (kit.work / "kernels" / "gpu-modern-convnext-small").exists(), "variants are never written to kernels/"
+    line = one_error_line(kit("kernels", "status", "gpu-modern", "--only", "convnext_small"))
+    assert "`kernels status` takes the narrowed kernel's name, gpu-modern-convnext-small" in line
+    assert_no_secret(*kit.seen, push.text)
+
+
+@needs_client
 def test_push_refuses_a_kernel_older_than_the_kit(emu, built, tmp_path):
     kit = Kit(emu, tmp_path, built)
     script = kit.work / "kernels" / "gpu-modern" / "gpu-modern.py"
@@ -613,7 +650,7 @@ def test_make_kernels_builds_the_same_files(built, tmp_path):
                             cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "7 kernels in kernels (14 files rewritten)" in result.stdout
+    assert "2 kernels in kernels (4 files rewritten)" in result.stdout
     for path in built.rglob("*"):
         if path.is_file():
             assert (work / "kernels" / path.relative_to(built)).read_bytes() == path.read_bytes()
