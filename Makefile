@@ -116,3 +116,9 @@ blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DI
 
 clean: ## delete runs and reports (never the data or submissions)
 	rm -rf runs reports
+
+# --- issue 14: the GPU path (training input benchmark, GPU check, Kaggle's image) --------------------
+.PHONY: bench-train-input
+bench: bench-train-input
+bench-train-input: | $(STAMP) ## images/s into model.fit at 384 px, augmented: the pixel cache + tf.data against ImageBatches
+	cd bench && $(abspath $(PY)) train_input.py
