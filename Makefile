@@ -122,3 +122,7 @@ clean: ## delete runs and reports (never the data or submissions)
 bench: bench-train-input
 bench-train-input: | $(STAMP) ## images/s into model.fit at 384 px, augmented: the pixel cache + tf.data against ImageBatches
 	cd bench && $(abspath $(PY)) train_input.py
+
+.PHONY: gpu-check
+gpu-check: | $(STAMP) ## on a GPU machine: one epoch of gpu-modern's fine-tuning on the real photos, input against model rates
+	cd bench && $(abspath $(PY)) gpu_check.py
