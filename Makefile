@@ -1,7 +1,24 @@
 # Competition files -> fetch -> train -> predict -> submit. `make help` lists the targets.
 # Targets are files where they can be, so a rerun skips finished work.
 
-PRESET ?= baseline
+# Defaults: `make train` trains the cpu preset; `make predict`, `score` and `submit` without PRESET or RUN
+# follow the most recently finished run (as `make report` does), so they act on the run the user just made.
+PRESET ?= cpu
+FOLLOW_LATEST := $(if $(filter command line environment,$(origin RUN) $(origin PRESET)),,$(filter predict score submit,$(MAKECMDGOALS)))
+LATEST_RUN     = $(if $(wildcard $(PY)),$(shell $(PY) -m kit runs --latest 2>/dev/null))
+ifneq ($(FOLLOW_LATEST),)
+ifneq ($(filter train,$(MAKECMDGOALS)),)
+FOLLOW_LATEST :=
+endif
+endif
+ifneq ($(FOLLOW_LATEST),)
+RUN := $(LATEST_RUN)
+ifneq ($(RUN),)
+$(info make: $(firstword $(FOLLOW_LATEST)) follows the latest finished run, RUN=$(RUN) (set RUN=name or PRESET=name for another))
+else
+FOLLOW_LATEST :=
+endif
+endif
 RUN    ?= $(PRESET)
 SET    ?=
 COMPETITION ?= dogs-vs-cats-redux-kernels-edition
@@ -28,7 +45,9 @@ LAYER  ?=
 .PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv bench
 
 help: ## list the targets
-	@echo "usage: make TARGET [PRESET=baseline|cpu|demo] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
+	@echo "usage: make TARGET [PRESET=name] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
+	@echo "  PRESET: cpu (default), gpu-classic, gpu-modern, baseline (the from-scratch CNN), cnn-cpu, demo"
+	@echo "  RUN: defaults to PRESET; predict, score and submit without either follow the latest finished run"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # The virtual environment holds exactly requirements.lock, and is refreshed whenever the lock changes.
@@ -38,7 +57,31 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet -r requirements.lock
 	@touch $@
 
-venv: $(STAMP) ## create or refresh the virtual environment
+venv: $(STAMP) ## create or refresh the virtual environment (.venv, from requirements.lock)
+
+# requirements.txt holds the ranges; requirements.lock the exact versions they resolve to today.
+UV        := $(VENV)/bin/uv
+LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line
+
+lock: | $(STAMP) ## re-resolve requirements.txt to the newest versions it allows, into requirements.lock
+	$(UV) pip compile requirements.txt --upgrade $(LOCK_ARGS) -o requirements.lock
+
+# test-oldest / test-latest: a venv of their own at each end of the ranges, then the fast tests in it.
+# $(1): the venv's suffix, $(2): uv's resolution strategy.
+define test_at_range_end
+rm -rf .venv-$(1)
+$(UV) venv --quiet --python $(PYTHON_BOOT) .venv-$(1)
+$(UV) pip compile requirements.txt --resolution $(2) $(LOCK_ARGS) -o .venv-$(1)/resolved.txt
+$(UV) pip install --quiet --python .venv-$(1)/bin/python -r .venv-$(1)/resolved.txt
+.venv-$(1)/bin/python -m pytest -m "not slow" -p no:cacheprovider
+endef
+.PHONY: lock test-oldest test-latest
+
+test-oldest: | $(STAMP) ## the fast tests on the lowest versions requirements.txt allows (.venv-oldest)
+	$(call test_at_range_end,oldest,lowest-direct)
+
+test-latest: | $(STAMP) ## the fast tests on the newest versions requirements.txt allows (.venv-latest)
+	$(call test_at_range_end,latest,highest)
 
 demo: | $(STAMP) ## the whole pipeline on a synthetic competition (offline, no credentials)
 	$(KIT) demo $(foreach s,$(SET),--set $(s))
@@ -52,7 +95,8 @@ $(DATA)/fetch.json: | $(STAMP)
 fetch: | $(STAMP) ## download (kaggle client) or take FROM=dir, extract and index the competition
 	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
 
-$(RUN_DIR)/metrics.json: $(DATA)/fetch.json
+# A followed run is finished already: it must not send make back to fetch a data dir it may not have used.
+$(RUN_DIR)/metrics.json: $(if $(FOLLOW_LATEST),,$(DATA)/fetch.json)
 	$(KIT) train $(CONFIG_ARGS)
 
 # The report follows the run, and its submission when there is one (or `make predict` is writing it).

@@ -5,12 +5,12 @@ input size, preprocessing, feature width and weights file can never disagree bet
 (the classic bug being an image scaled to [-1, 1] fed to a model trained on BGR mean-subtracted
 pixels: it runs, and silently scores badly).
 
-Weights never come from the network unless the user asks for it (``KIT_ALLOW_DOWNLOAD=1``): our
-machines and internet-off Kaggle kernels have no network, and Keras' own download would only fail
-after a long timeout, or worse, delete a hand-placed cache file whose hash does not match. Instead
-the expected file is looked up where Keras caches it (``$KERAS_HOME/models``) or in a directory the
-user names (an attached Kaggle dataset), checked against its published hash, and a missing file is
-reported as a KitError that says which file to put where.
+ImageNet weights are looked up where Keras caches them (``$KERAS_HOME/models``) or in a folder the user
+names (an attached Kaggle dataset), and checked against their published hash. A file missing from the
+cache is downloaded into it, as Keras users expect, when the network is there; with ``KIT_OFFLINE=1``,
+or no network (our machines, internet-off Kaggle kernels), it is one line naming the file, the folder
+it is looked for in and where to get it. The network is probed with a short connect before Keras'
+own download, which would otherwise only fail after a long timeout.
 
 TensorFlow and Keras are imported inside the functions that need them: ``import kit.backbones``
 stays cheap, so the command line can list backbones or validate options without loading TensorFlow.
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -32,11 +34,11 @@ from kit.errors import KitError
 if TYPE_CHECKING:  # pragma: no cover - type hints only
     import keras
 
-__all__ = ["ALLOW_DOWNLOAD_ENV", "PREPROCESSING_MODES", "REGISTRY", "Backbone", "WeightsFile", "build",
+__all__ = ["OFFLINE_ENV", "PREPROCESSING_MODES", "REGISTRY", "Backbone", "WeightsFile", "build",
            "file_digest", "get", "keras_cache_dirs", "names", "preprocess", "resolve_weights"]
 
 PREPROCESSING_MODES = ("tf", "caffe", "torch", "none")
-ALLOW_DOWNLOAD_ENV = "KIT_ALLOW_DOWNLOAD"
+OFFLINE_ENV = "KIT_OFFLINE"
 
 # ImageNet channel statistics, as keras.applications.imagenet_utils uses them.
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
@@ -370,11 +372,12 @@ def keras_cache_dirs() -> list[Path]:
 
 def resolve_weights(backbone: Union[str, Backbone], weights: WeightsArg = "imagenet",
                     include_top: bool = False) -> Optional[Path]:
-    """The local weights file ``build`` will load, or None for random weights. Never touches the
-    network unless KIT_ALLOW_DOWNLOAD=1 and "imagenet" weights are not cached yet.
+    """The local weights file ``build`` will load, or None for random weights. Touches the network
+    only for "imagenet" weights that are not cached yet.
 
     - None: random weights.
-    - "imagenet": the entry's file in the Keras cache; missing -> KitError saying where to put it.
+    - "imagenet": the entry's file in the Keras cache; missing -> downloaded into it, or (offline)
+      a KitError saying which file to put where.
     - a directory (an attached Kaggle dataset): the entry's file by its published name, inside it.
     - a file: used as given (fine-tuned weights, a renamed copy).
     A file that carries a published name is checked against the published hash first.
@@ -393,11 +396,13 @@ def resolve_weights(backbone: Union[str, Backbone], weights: WeightsArg = "image
             if candidate.is_file():
                 _verify_hash(candidate, source)
                 return candidate
-        if os.environ.get(ALLOW_DOWNLOAD_ENV) == "1":
+        offline = os.environ.get(OFFLINE_ENV) == "1"
+        if not offline and _reachable(source.url):
             return _download(source)
-        raise KitError(f"{what} not found: place {source.file_name} in {keras_cache_dirs()[0]} "
-                       f"(download it from {source.url}), or pass the folder or file that holds it "
-                       f"as the weights, or set {ALLOW_DOWNLOAD_ENV}=1 to let Keras download it")
+        why = f"{OFFLINE_ENV}=1 is set" if offline else f"{urlsplit(source.url).hostname} cannot be reached"
+        raise KitError(f"{what} not found and not downloaded ({why}): put {source.file_name} in "
+                       f"{keras_cache_dirs()[0]} (from {source.url}), or pass the folder or file that holds "
+                       "it as the weights")
     path = Path(weights).expanduser()
     if path.is_dir():
         if source is None:
@@ -473,6 +478,16 @@ def _verify_hash(path: Path, source: WeightsFile) -> None:
     if actual != source.file_hash:
         raise KitError(f"{path} has {source.hash_algorithm} {actual}, expected {source.file_hash}: "
                        f"the file is corrupt or not the published one; download it again from {source.url}")
+
+
+def _reachable(url: str, timeout_s: float = 5.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within a few seconds."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _download(source: WeightsFile) -> Path:

@@ -42,3 +42,11 @@ def choose_clip(probs: np.ndarray, labels: np.ndarray, grid=CLIP_GRID) -> tuple[
     losses = [score.log_loss(labels, score.clip(probs, c, 1 - c)) for c in grid]
     best = int(np.argmin(losses))
     return float(grid[best]), float(losses[best])
+
+
+def clip_bounds(config, chosen) -> tuple[float, float]:
+    """The rule every submission follows: the bounds chosen on held-out predictions (``chosen``, a
+    (low, high) pair or None) when clip_mode is oof and a choice was made, else the configured ones."""
+    if config.clip_mode == "oof" and chosen:
+        return float(chosen[0]), float(chosen[1])
+    return config.clip_low, config.clip_high

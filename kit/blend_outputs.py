@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, score
+from kit import blend, fileio, resume, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
+from kit.kernel_run import DONE_NAME
 
 OOF, TEST = "oof.csv", "test_predictions.csv"
 NOT_MODELS = ("id", "label", "blend")
@@ -53,9 +54,11 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     losses = {n: score.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
     for model, loss in losses.items():
         log(f"blend: {model}: OOF log loss {loss:.4f}, weight {weights[aligned.names.index(model)]:.3f}")
-    extra = {"blend": {
-        "sources": {label: str(folder) for label, folder in labelled(folders).items()},
+    # The sidecar's provenance is the inputs', not this command's config (which trained nothing).
+    extra = {"config": None, "blend": {
+        "inputs": {label: describe_input(folder) for label, folder in labelled(folders).items()},
         "weights": {n: float(w) for n, w in zip(aligned.names, weights)},
+        "clip": list(clip), "clip_mode": config.clip_mode,
         "models_oof_log_loss": losses,
         "oof_log_loss_raw": score.log_loss(aligned.labels, oof_blend),
         "n_oof": int(len(aligned.ids)),
@@ -64,6 +67,22 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     sample = score.read_csv(sample_path(config, folders), "sample submission")
     return write_submission(aligned.test_ids, test_blend, sample["id"], dataclasses.replace(config, run=name),
                             local, log, clip=clip, extra=extra)
+
+
+def describe_input(folder: Path) -> dict:
+    """Where one input came from: a run or a kernel output, the digests of its config and of what
+    shaped it (from its metrics.json; None for outputs written before the kit recorded one), and
+    its own blended OOF log loss."""
+    config = fileio.read_json(folder / "config.json")
+    metrics = fileio.read_json(folder / "metrics.json")
+    oof = _read(folder / OOF, ("id", "label"))
+    return {
+        "path": str(folder),
+        "kind": "kernel output" if (folder / DONE_NAME).is_file() else "run",
+        "config_digest": resume.digest(config) if config else None,
+        "digest": metrics.get("digest"),
+        "oof_log_loss": score.log_loss(oof["label"], oof["blend"]) if "blend" in oof else None,
+    }
 
 
 def labelled(folders: list[Path]) -> dict[str, Path]:

@@ -273,16 +273,23 @@ def rebalance(index: pd.DataFrame, excluded_ids, data_dir: Path, seed: int = 0) 
     return additions
 
 
+def read_exclusions(data_dir) -> tuple[set | None, pd.DataFrame | None]:
+    """The ids <data_dir>/exclusions.csv lists and the rows of additions.csv (None where absent)."""
+    data_dir = Path(data_dir)
+    excluded = set(pd.read_csv(data_dir / EXCLUSIONS)["id"]) if (data_dir / EXCLUSIONS).is_file() else None
+    added = pd.read_csv(data_dir / ADDITIONS) if (data_dir / ADDITIONS).is_file() else None
+    return excluded, added
+
+
 def apply_exclusions(index: pd.DataFrame, data_dir, log=print) -> pd.DataFrame:
     """The training index less <data_dir>/exclusions.csv, plus additions.csv when present."""
     data_dir = Path(data_dir)
     out = index
-    if (data_dir / EXCLUSIONS).is_file():
-        excluded = set(pd.read_csv(data_dir / EXCLUSIONS)["id"])
+    excluded, added = read_exclusions(data_dir)
+    if excluded is not None:
         out = out[~out["id"].isin(excluded)]
         log(f"clean: excluded {len(index) - len(out)} training images listed in {data_dir / EXCLUSIONS}")
-    if (data_dir / ADDITIONS).is_file():
-        added = pd.read_csv(data_dir / ADDITIONS)
+    if added is not None:
         out = pd.concat([out, added], ignore_index=True)
         log(f"clean: added {len(added)} rebalancing images from {data_dir / ADDITIONS}")
     return out.reset_index(drop=True)
@@ -306,6 +313,33 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     return kept[["id", "label"]].assign(blend=result.oof)
 
 
+def imagenet_classifiers(names, weights: str, log=print) -> tuple[list[str], str]:
+    """The named backbones that can classify ImageNet here, and why none can when none can.
+
+    A backbone without a 1000-class top (or random weights) does not apply: it is reported
+    and left out, not counted as a check that ran. An unknown name is an error.
+    """
+    from kit import backbones
+
+    if not names:
+        raise KitError("no classifier given: pass --imagenet-backbones, e.g. xception,resnet50")
+    usable, lacking = [], []
+    for name in names:
+        (usable if backbones.get(name).has_imagenet_top else lacking).append(name)
+    if weights.lower() == "none":
+        return [], "weights=none: random weights classify nothing"
+    for name in lacking:
+        log(f"clean: imagenet: {name} has no 1000-class ImageNet top; left out of the vote")
+    return usable, f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no 1000-class ImageNet top"
+
+
+def read_noise_run(config, run: str) -> pd.DataFrame:
+    path = Path(config.runs_dir) / run / "oof.csv"
+    if not path.is_file():
+        raise KitError(f"--noise-run {run}: no {path}; name a finished features, finetune or frozen run")
+    return pd.read_csv(path)
+
+
 def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), known_lists=("seed004", "consensus", "mislabelled"),
               imagenet_backbones=(), k_dog: int = 60, k_cat: int = 60, big_cats: bool = False,
               noise_run: str | None = None, noise_threshold: float = 0.05, max_distance: int = 4,
@@ -317,30 +351,36 @@ def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), kn
     if unknown:
         raise KitError(f"unknown check {unknown[0]!r}; checks: {', '.join(CHECKS)}")
     train, test = read_index(config.data_dir, "train"), read_index(config.data_dir, "test")
-    flags, skipped = [], {}
+    flags, ran, not_applicable = [], [], {}
     for check in checks:
         before = len(flags)
+        # A check that cannot run ends the command before anything is written: a typo or a
+        # missing file must not quietly change what training leaves out.
         try:
             if check == "files":
                 flags += check_files(train, config.min_side)
             elif check == "known":
                 flags += check_known(train, known_lists)
             elif check == "imagenet":
-                if not imagenet_backbones:
-                    raise KitError("no classifier given: pass --imagenet-backbones, e.g. xception,resnet50")
-                probs = {name: imagenet_probs(train, name, config.weights) for name in imagenet_backbones}
+                classifiers, why_not = imagenet_classifiers(imagenet_backbones, config.weights, log)
+                if not classifiers:
+                    not_applicable[check] = why_not
+                    log(f"clean: imagenet: does not apply ({why_not}); not run")
+                    continue
+                probs = {name: imagenet_probs(train, name, config.weights) for name in classifiers}
                 flags += check_imagenet(train, probs, k_dog, k_cat, big_cats)
             elif check == "label-noise":
-                oof = (pd.read_csv(Path(config.runs_dir) / noise_run / "oof.csv") if noise_run
-                       else oof_from_features(train, config, log))
+                oof = read_noise_run(config, noise_run) if noise_run else oof_from_features(train, config, log)
                 flags += check_label_noise(oof, noise_threshold)
             elif check == "duplicates":
                 flags += check_duplicates(train, test, max_distance)
         except KitError as e:
-            skipped[check] = str(e)
-            log(f"clean: {check}: skipped ({e})")
-            continue
+            raise KitError(f"clean: the {check} check cannot run: {e} (nothing written; "
+                           f"{Path(config.data_dir) / EXCLUSIONS} is as it was)") from None
+        ran.append(check)
         log(f"clean: {check}: flagged {len(flags) - before}")
+    log(f"clean: ran {len(ran)} check(s): {', '.join(ran) or 'none'}"
+        + (f"; not applicable: {', '.join(not_applicable)}" if not_applicable else ""))
 
     report_dir = Path(report_dir)
     report_path, exclusions = write_report(flags, report_dir, config.data_dir)
@@ -357,5 +397,6 @@ def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), kn
     log(f"clean: contact sheet {sheet}")
     log(f"clean: exclusion list {exclusions} (delete it to train on everything)")
     by_reason = pd.Series([f.reason.split(":")[0] for f in flags], dtype=object).value_counts().to_dict()
-    return {"flags": len(flags), "excluded": len(excluded), "by_reason": by_reason, "skipped": skipped,
+    return {"flags": len(flags), "excluded": len(excluded), "by_reason": by_reason, "ran": ran,
+            "not_applicable": not_applicable,
             "report": str(report_path), "contact_sheet": str(sheet), "exclusions": str(exclusions)}

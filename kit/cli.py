@@ -111,6 +111,19 @@ def cmd_report(args):
     report.build(report.find_run(args.run, args.runs_dir), args.reports_dir, layer=args.layer)
 
 
+def cmd_runs(args):
+    from kit import report
+
+    if args.latest:
+        try:
+            print(report.find_run(None, args.runs_dir).name)
+        except KitError:
+            pass   # no finished run: print nothing, so `make` falls back to its default preset
+        return
+    for path in report.finished_runs(args.runs_dir):
+        print(path.name)
+
+
 def cmd_kernels(args):
     from kit import kernel_remote, kernels
 
@@ -203,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports-dir", default="reports", help="where reports go (default: reports)")
     p.add_argument("--layer", help="layer whose activations are shown (default: a convolution a third of the way in)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("runs", help="list the finished runs, oldest first")
+    p.add_argument("--latest", action="store_true", help="print only the most recently finished run (or nothing)")
+    p.add_argument("--runs-dir", default="runs", help="where runs are (default: runs)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("kernels", help="Kaggle GPU kernels built from the kit: build, list, push, status, output, submit")
     p.add_argument("action", choices=("build", "list", "push", "status", "output", "submit"))

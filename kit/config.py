@@ -49,6 +49,7 @@ class Config:
     learning_rate: float = 1e-4
     val_fraction: float = 0.2
     seed: int = 42
+    deterministic: bool = True              # TensorFlow op determinism: repeatable bytes, slower input pipelines
     use_exclusions: bool = True            # leave out <data_dir>/exclusions.csv (written by `kit clean`)
     limit: int = 0                          # use at most this many training images (0 = all)
     clip_low: float = 0.005

@@ -37,6 +37,17 @@ def training_index(config, log=print) -> pd.DataFrame:
     return limit_index(index, config.limit, config.seed)
 
 
+def exclusions_applied(config) -> dict:
+    """The ids `kit clean` took out of training (exclusions.csv) and added to it (additions.csv)."""
+    from kit.clean import read_exclusions
+
+    if not config.use_exclusions:
+        return {"used": False, "excluded": [], "added": []}
+    excluded, added = read_exclusions(config.data_dir)
+    return {"used": True, "excluded": sorted(map(str, excluded or ())),
+            "added": [] if added is None else sorted(map(str, added["id"]))}
+
+
 def limit_index(index: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     """At most `limit` rows, keeping the class balance (for quick runs)."""
     if not limit or limit >= len(index):

@@ -16,7 +16,6 @@ otherwise keep it as "more recently modified" than Kaggle's copy forever.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import threading
 import time
@@ -91,21 +90,16 @@ def check_download(archive: Path) -> None:
 
 def unpack(archive: Path, files: Path, log=print) -> None:
     """Extract the outer archive into `files` via a .partial folder, refusing unsafe entries first."""
-    partial = files.with_name(f".{files.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
     with zipfile.ZipFile(archive) as zf:
         entries = [(info, fetch.safe_entry(archive, info)) for info in zf.infolist()]
-        for info, relative in entries:
-            if info.is_dir():
-                continue
-            target = partial.joinpath(*relative.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-    partial.mkdir(exist_ok=True)   # an empty archive still unpacks to a folder fetch can judge
-    if files.exists():
-        shutil.rmtree(files)
-    os.replace(partial, files)
+        with fileio.atomic_dir(files) as partial:   # an empty archive still unpacks to a folder fetch can judge
+            for info, relative in entries:
+                if info.is_dir():
+                    continue
+                target = partial.joinpath(*relative.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
     log(f"fetch: unpacked {archive.name}: {', '.join(sorted(p.name for p in files.iterdir()))}")
 
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from kit import blend, dataset, features, fileio, heads, images, provenance, score
+from kit import blend, dataset, features, fileio, heads, images, provenance, resume, score
 from kit.config import Config
 from kit.fetch import read_index
 from kit.train import METRICS, run_dir, start_run, write_skips
@@ -115,6 +115,7 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
         "n_train": int(len(y)), "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
         "folds": config.folds, "folds_completed": config.folds, **(extra or {}),
         "stages": stages.rows,
+        **resume.record(config, kept, test),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }
     fileio.write_json(out / METRICS, metrics)

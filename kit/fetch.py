@@ -118,18 +118,12 @@ def extract_zip(archive: Path, data_dir: Path, split: str, log=print) -> Path:
 
     files = check_archive(archive, split)
     final = data_dir / split
-    partial = data_dir / f".{split}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    with zipfile.ZipFile(archive) as zf:
+    with fileio.atomic_dir(final) as partial, zipfile.ZipFile(archive) as zf:
         for info in tqdm(files, desc=f"extract {archive.name}", unit="file", leave=False, mininterval=1):
             target = partial / PurePosixPath(info.filename).name
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             faults.point("extract")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
     log(f"fetch: extracted {len(files)} files from {archive.name}")
     return final.resolve()
 

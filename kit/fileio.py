@@ -6,12 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from pathlib import Path
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -21,13 +18,13 @@ def atomic_path(path: str | os.PathLike):
     The temp name keeps the target's suffix because some writers (Keras) insist on it.
 
     The temp file lives beside the target so the final rename stays on one file system
-    (and is therefore atomic). On any exception the temp file is removed.
+    (and is therefore atomic). On any exception the temp file is removed. It is created with
+    mode 0666, which the process umask trims as for any other file (mkstemp would make it 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; the result should look like any other file
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
@@ -37,6 +34,30 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield an empty hidden sibling folder to fill; on success it takes the place of ``path`` whole.
+
+    A reader sees the old folder or the new one. A kill mid-way leaves only the hidden folder, which
+    the next call clears; the old folder is moved aside, not deleted, until the new one is in place.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        path.rename(old)
+    partial.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path, text: str) -> None:

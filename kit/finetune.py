@@ -6,9 +6,11 @@
 - method=finetune: one model per backbone; a warm-up with the backbone frozen, then the
   top `unfreeze` fraction of its layers trained at `finetune_lr`, with augmentation.
 
-Each fold keeps `last.keras` (every epoch, atomically) and a state file, so a killed run
-resumes from its last finished epoch; a fold with predictions.npz is finished and
-skipped. Out-of-fold and test predictions average the original and the mirrored image.
+Each fold keeps its model and early-stopping state after every epoch (see PhaseCheckpoint),
+so a killed run resumes from its last finished epoch and ends as an uninterrupted run
+does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
+says what shaped its work (kit/resume.py): work shaped otherwise is set aside, not reused.
+Out-of-fold and test predictions average the original and the mirrored image.
 Folds run fold by fold across the models, under `time_budget_s` when one is set
 (kit/time_budget.py); training reads its images from kit/train_input.py's pixel cache.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, score, time_budget, train_input
+from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding, time_budget, train_input
 from kit.config import Config
 from kit.errors import KitError
 from kit.ensemble import Stages, finish_run
@@ -96,63 +98,144 @@ def _predictor(model):
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
-class SaveLast:
-    """Keras callback factory: after every epoch, last.keras and state.json, atomically."""
+class PhaseCheckpoint:
+    """One phase's epochs on disk: the model and early-stopping state after every epoch.
 
-    def __new__(cls, folder: Path, phase: str):
+    Each epoch writes last-<phase>-<n>.keras (and best-<phase>-<n>.npz when it is the best so
+    far), then state-<phase>.json naming them: the state file is the commit, so a kill at any
+    moment leaves a state that names files from one and the same epoch.
+    """
+
+    def __init__(self, folder: Path, phase: str):
+        self.folder, self.phase = folder, phase
+        self.path = folder / f"state-{phase}.json"
+        self.state = fileio.read_json(self.path)
+
+    def stopping(self, patience: int):
+        """EarlyStopping that starts from the saved state instead of from scratch."""
         keras = import_keras()
+        state, best = self.state, self.best_weights()
 
-        class _SaveLast(keras.callbacks.Callback):
+        class _Stopping(keras.callbacks.EarlyStopping):
+            def on_train_begin(self, logs=None):
+                super().on_train_begin(logs)
+                self.wait, self.best_epoch = state.get("wait", 0), state.get("best_epoch", 0)
+                self.best, self.best_weights = state.get("best"), best
+
+        return _Stopping(patience=patience, restore_best_weights=True)
+
+    def callback(self, stopping):
+        keras = import_keras()
+        checkpoint = self
+
+        class _Save(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
-                    self.model.save(tmp)
-                fileio.write_json(folder / f"state-{phase}.json", {"epoch": epoch + 1, "logs": logs or {}})
+                checkpoint.save(self.model, epoch + 1, stopping, logs or {})
                 faults.point("train-epoch")
 
-        return _SaveLast()
+        return _Save()
+
+    def save(self, model, epoch: int, stopping, logs: dict) -> None:
+        name = f"last-{self.phase}-{epoch}.keras"
+        with fileio.atomic_path(self.folder / name) as tmp:
+            model.save(tmp)
+        best = None
+        if stopping.best_weights is not None:
+            best = f"best-{self.phase}-{stopping.best_epoch + 1}.npz"
+            if not (self.folder / best).exists():
+                with fileio.atomic_path(self.folder / best) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, *stopping.best_weights)
+        self._commit({"epoch": epoch, "model": name, "best_weights": best, "wait": stopping.wait,
+                      "best": None if stopping.best is None else float(stopping.best),
+                      "best_epoch": stopping.best_epoch, "stopped": bool(model.stop_training),
+                      "logs": {k: float(v) for k, v in logs.items()}})
+
+    def best_weights(self):
+        if not self.state.get("best_weights"):
+            return None
+        with np.load(self.folder / self.state["best_weights"]) as saved:
+            return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def finish(self, model) -> None:
+        """The phase's result (the best epoch's weights) as final-<phase>.keras."""
+        name = f"final-{self.phase}.keras"
+        with fileio.atomic_path(self.folder / name) as tmp:
+            model.save(tmp)
+        self._commit({**self.state, "model": name, "best_weights": None, "done": True})
+
+    def _commit(self, state: dict) -> None:
+        fileio.write_json(self.path, state)
+        self.state = state
+        keep = {state.get("model"), state.get("best_weights")}
+        for old in [*self.folder.glob(f"last-{self.phase}-*.keras"), *self.folder.glob(f"best-{self.phase}-*.npz")]:
+            if old.name not in keep:
+                old.unlink()
+
+
+def EpochSeeds(seed: int, key: tuple):
+    """Before each epoch, the model's dropout seeds derived from (seed, key, epoch), whatever ran in
+    this process before. (The training input seeds its order and augmentation by epoch itself.)"""
+    keras = import_keras()
+
+    class _EpochSeeds(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seeding.reseed_model(self.model, seed, *key, epoch)
+
+    return _EpochSeeds()
 
 
 def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate: float,
-              config: Config, log=print, guard=None):
+              config: Config, log=print, guard=None, first_epoch: int = 0):
     """Train one phase with early stopping, resuming from its last finished epoch if any.
 
-    `data(start_epoch)` gives model.fit's data arguments from that epoch on; `guard`
+    `data(start_epoch, epochs)` gives model.fit's data arguments for those epochs; `guard`
     (time_budget.epoch_guard) stops the phase before an epoch the time budget cannot hold.
+    A resumed phase ends with the weights an uninterrupted one ends with: the optimizer comes
+    back with the model, early stopping with its state, and every epoch is seeded by its number
+    (`first_epoch` + the phase's epoch, so the fine-tuning phase does not replay the warm-up's draws).
     """
     keras = import_keras()
-    state = fileio.read_json(folder / f"state-{phase}.json")
+    checkpoint = PhaseCheckpoint(folder, phase)
+    state = checkpoint.state
+    if state.get("done"):
+        return keras.models.load_model(folder / state["model"])
     start = state.get("epoch", 0)
-    if start >= epochs or (folder / f"done-{phase}").exists():
-        return keras.models.load_model(folder / f"last-{phase}.keras")
+    unfinished = start < epochs and not state.get("stopped")
     if start:
-        log(f"finetune: resuming {folder.name} {phase} at epoch {start + 1}")
-        model = keras.models.load_model(folder / f"last-{phase}.keras")
+        model = keras.models.load_model(folder / state["model"])
+        if unfinished:
+            log(f"finetune: resuming {folder.parent.name} {folder.name} {phase} at epoch {start + 1}")
     else:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                       metrics=["accuracy"])
-    callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
-                 keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-                 SaveLast(folder, phase),
-                 WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
-                             folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
-    callbacks += [guard] if guard is not None else []
-    model.fit(**data(start, epochs), epochs=epochs, initial_epoch=start, callbacks=callbacks,
-              verbose=keras_verbosity())
-    with fileio.atomic_path(folder / f"last-{phase}.keras") as tmp:
-        model.save(tmp)   # the restored best weights, not the last epoch's
-    (folder / f"done-{phase}").touch()
+    if unfinished:
+        stopping = checkpoint.stopping(config.patience)
+        callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
+                     EpochSeeds(config.seed, (folder.parent.name, folder.name, phase)),
+                     stopping, checkpoint.callback(stopping),
+                     WatchCurves([folder / "history-warmup.csv", folder / "history-finetune.csv"],
+                                 folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
+        callbacks += [guard] if guard is not None else []
+        # The data arguments carry shuffle=False: the input orders each epoch from its seed; Keras would
+        # reorder the batches from Python's global generator, which a resumed run has drawn from differently.
+        model.fit(**data(first_epoch + start, first_epoch + epochs), epochs=epochs, initial_epoch=start,
+                  callbacks=callbacks, verbose=keras_verbosity())
+    elif (best := checkpoint.best_weights()) is not None:   # killed after the last epoch: as EarlyStopping ends
+        model.set_weights(best)
+    checkpoint.finish(model)
     return model
 
 
-def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, log=print,
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict, log=print,
                budget: time_budget.Budget | None = None, source: train_input.TrainInput | None = None):
     """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished.
 
-    `source` holds the training images, cached in the order of the frame `train_part` and `val_part`
-    were cut from (their index), and feeds model.fit; predictions decode the files again, with TTA.
+    Work saved under another identity (config, data, weights) is set aside. `source` holds the training
+    images, cached in the order of the frame `train_part` and `val_part` were cut from (their index),
+    and feeds model.fit; predictions decode the files again, with TTA.
     """
     folder = run_dir(config) / name / f"fold{fold}"
-    folder.mkdir(parents=True, exist_ok=True)
+    resume.claim(folder, identity, run_dir(config), f"finetune: {name} fold {fold + 1}", log)
     done = folder / "predictions.npz"
     if done.exists():
         with np.load(done) as saved:
@@ -164,7 +247,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     def tail() -> float:
         return budget.tail_estimate(name, len(train_part), 2 * (len(val_part) + len(test)))
 
-    import_keras().utils.set_random_seed(config.seed + fold)   # the same initial weights however many replicas
+    seeding.seed_work(config.seed, name, fold)   # the same initial weights whether earlier folds ran here or not
     with accel.strategy().scope():
         model = build_model(extractors, config, trainable_fraction=0.0)
 
@@ -179,8 +262,9 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
                 keras = import_keras()
                 for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                     set_trainable(net, config.unfreeze)
-                model = fit_phase(model, folder, "finetune", data, config.epochs, config.finetune_lr,
-                                  config, log, guard=time_budget.epoch_guard(budget, name, "finetune", tail, log))
+                model = fit_phase(model, folder, "finetune", data, config.epochs, config.finetune_lr, config, log,
+                                  guard=time_budget.epoch_guard(budget, name, "finetune", tail, log),
+                                  first_epoch=config.warmup_epochs)
             else:
                 log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
     predicting = time.monotonic()
@@ -215,6 +299,7 @@ def _train_folds(config: Config, policy: str, log) -> dict:
     stages.done("index")
 
     extractors = config.extractors()
+    identity = resume.run_identity(config, train, test, extractors)
     groups = ([(ex.label, [ex]) for ex in extractors] if config.method == "finetune"
               else [("frozen-" + "+".join(ex.label for ex in extractors), extractors)])
     if budget.limited:
@@ -232,8 +317,9 @@ def _train_folds(config: Config, policy: str, log) -> dict:
             break
         for name, group in groups:
             fold_started = time.time()
-            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test, log,
-                                                 budget, sources[name])
+            val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test,
+                                                 resume.fold_identity(identity, group, fold), log, budget,
+                                                 sources[name])
             finished[name].append((va, val_pred, fold_test))
             seconds[name] += time.time() - fold_started
             test_ok &= ok

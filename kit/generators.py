@@ -123,7 +123,11 @@ class ImageBatches:
         return inputs, labels, np.asarray(kept, dtype=np.int64)
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order and augment as epoch `epoch` does, whichever epochs ran before in this process."""
+        self.epoch = epoch
         self._order = self._make_order()
 
     def _make_order(self) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -131,13 +130,9 @@ def output(name: str, config: Config, force: bool = False, log=print) -> Path:
                 else f"`make kernel-status KERNEL={name} WAIT=1` waits for it")
         raise KitError(f"kernel {ref} is {state}{': ' + failure if failure else ''}, so it has no fresh output: {hint}")
     submissions = Path(config.submissions_dir)
-    target, partial = submissions / name, submissions / f".{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    files = kaggle_api.kernel_output(ref, partial)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+    target = submissions / name
+    with fileio.atomic_dir(target) as partial:
+        files = kaggle_api.kernel_output(ref, partial)
     log(f"kernel-output: {len(files)} files from {ref} in {target}")
     if not (target / DONE).is_file():
         log(f"kernel-output: warning: no {DONE} in the output, so the kernel did not finish; see {target}")

@@ -72,10 +72,6 @@ def run(kernel: dict, kit_dir: Path, log) -> dict:
     log(kaggle_env.describe())
     extra = test_overrides(os.environ.get(TEST_OVERRIDES_ENV), kaggle_env.inside_kaggle(), log)
     config = kernel_config(kernel, extra)
-    if config.weights == "imagenet":
-        from kit.backbones import ALLOW_DOWNLOAD_ENV
-
-        os.environ[ALLOW_DOWNLOAD_ENV] = "1"   # internet is on for exactly this
     log(f"config: method {config.method}, backbones {config.backbones}, {config.folds} folds, "
         f"weights {config.weights}, batch {config.batch_size}, {config.workers} loader threads")
     devices = describe_devices(config)

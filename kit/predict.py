@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import dataset, faults, fileio, images, provenance, score
+from kit import blend, dataset, faults, fileio, images, provenance, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
@@ -59,11 +59,8 @@ def _ensemble_predictions(config: Config, test: pd.DataFrame):
 
 
 def clip_bounds(config: Config) -> tuple[float, float]:
-    """The configured bounds, or the ones chosen on OOF predictions when clip_mode is oof."""
-    chosen = saved_metrics(config).get("clip_chosen")
-    if config.clip_mode == "oof" and chosen:
-        return tuple(chosen)
-    return config.clip_low, config.clip_high
+    """The bounds this run's submission is clipped to (blend.clip_bounds)."""
+    return blend.clip_bounds(config, saved_metrics(config).get("clip_chosen"))
 
 
 def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=print, *, path=None, clip=None,

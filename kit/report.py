@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,22 +61,25 @@ class Run:
         """The bounds the submission used: its sidecar says; else the rule predict follows."""
         if self.sidecar.get("clip"):
             return tuple(self.sidecar["clip"])
-        if self.config.clip_mode == "oof" and self.metrics.get("clip_chosen"):
-            return tuple(self.metrics["clip_chosen"])
-        return self.config.clip_low, self.config.clip_high
+        return blend.clip_bounds(self.config, self.metrics.get("clip_chosen"))
 
 
 # --------------------------------------------------------------------------- finding and reading a run
+
+
+def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
+    """Run folders holding metrics.json, the most recently finished last."""
+    return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)]
 
 
 def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
     """A run folder by name (or path); without a name, the most recently finished run."""
     runs_dir = Path(runs_dir)
     if name is None:
-        finished = sorted(runs_dir.glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)
+        finished = finished_runs(runs_dir)
         if not finished:
             raise KitError(f"no finished run under {runs_dir}/: run `python -m kit train` first")
-        return finished[-1].parent
+        return finished[-1]
     path = Path(name) if Path(name).is_dir() and (Path(name) / "config.json").is_file() else runs_dir / name
     if not (path / METRICS).is_file():
         raise KitError(f"run {name!r} is not finished ({path / METRICS} is missing): "
@@ -137,29 +139,17 @@ def build(run_path: Path, reports_dir: str | Path = "reports", layer: str | None
     run = load_run(run_path)
     reports_dir = Path(reports_dir)
     final = reports_dir / run.path.name
-    partial = reports_dir / f".{run.path.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     log(f"report: building the page for run {run.path.name} ({run.config.method})")
-    body = [_summary(run),
-            _curves(run, partial),
-            _calibration(run, partial),
-            *_pictures_and_maps(run, partial, layer, log),
-            _cleaning(reports_dir),
-            _tables(run)]
-    fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))
-    _swap(partial, final)
+    with fileio.atomic_dir(final) as partial:
+        body = [_summary(run),
+                _curves(run, partial),
+                _calibration(run, partial),
+                *_pictures_and_maps(run, partial, layer, log),
+                _cleaning(reports_dir),
+                _tables(run)]
+        fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))
     log(f"report: {final / 'index.html'}")
     return final / "index.html"
-
-
-def _swap(partial: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    partial.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(run: Run) -> str:

@@ -13,9 +13,12 @@ import re
 import sys
 import tempfile
 
+# absl's prefix (E1201 20:10:43.658155 ...) from TensorFlow 2.19 on; a timestamp (2026-12-01 20:10:43.658155: E
+# ...) before that.
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-    r"|[IWE]\d{4} .*(port\.cc|cudart_stub\.cc|cuda_platform\.cc|cuda_executor|cpu_feature_guard|"
+    r"|([IWE]\d{4} |\d{4}-\d\d-\d\d [\d:.]+: [IWE] )"
+    r".*(port\.cc|cudart_stub\.cc|cuda_platform\.cc|cuda_executor|cpu_feature_guard|cuda_driver\.cc|"
     r"cuda_dnn\.cc|cuda_blas\.cc|cuda_fft\.cc|computation_placer|tensorflow/core/util/port))"
 )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import dataset, fileio, images, models, plots, provenance, score
+from kit import dataset, faults, fileio, images, models, plots, provenance, resume, score, seeding
 from kit.config import Config
 
 METRICS = "metrics.json"
@@ -37,7 +37,11 @@ def train(config: Config, log=print) -> dict:
 
 
 def start_run(config: Config) -> Path:
-    """The run directory, marked unfinished (no metrics.json) and holding the resolved config."""
+    """The run directory, marked unfinished (no metrics.json) and holding the resolved config.
+
+    Every method starts here, so every method is seeded (and deterministic when configured).
+    """
+    seeding.start(config)
     out = run_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
@@ -49,7 +53,6 @@ def train_cnn(config: Config, log=print) -> dict:
     import keras
 
     index = dataset.training_index(config, log)
-    keras.utils.set_random_seed(config.seed)
     out = start_run(config)
 
     train_df, val_df = dataset.split_train_val(index, config.val_fraction, config.seed)
@@ -76,6 +79,7 @@ def train_cnn(config: Config, log=print) -> dict:
         "val_accuracy": score.accuracy(val_df["label"], probs),
         "clip": [config.clip_low, config.clip_high],
         "n_train": int(len(y_train)), "n_val": int(len(val_df)), "n_skipped": len(skipped),
+        **resume.record(config, index, None, extractors=[]),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }
     with fileio.atomic_path(out / "val_predictions.csv") as tmp:
@@ -118,6 +122,7 @@ def KeepBest(path: Path):
                 self.best = current
                 with fileio.atomic_path(path) as tmp:
                     self.model.save(tmp)
+            faults.point("train-epoch")
 
     return _KeepBest()
 

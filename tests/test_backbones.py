@@ -50,10 +50,17 @@ def fresh_keras():
 
 @pytest.fixture
 def offline_cache(tmp_path, monkeypatch):
-    """An empty Keras cache, and no permission to download."""
+    """An empty Keras cache, with KIT_OFFLINE=1."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.delenv(backbones.ALLOW_DOWNLOAD_ENV, raising=False)
+    monkeypatch.setenv(backbones.OFFLINE_ENV, "1")
     return tmp_path / "keras_home" / "models"
+
+
+@pytest.fixture
+def online_cache(offline_cache, monkeypatch):
+    """An empty Keras cache with KIT_OFFLINE unset; the network itself is faked by each test."""
+    monkeypatch.delenv(backbones.OFFLINE_ENV)
+    return offline_cache
 
 
 # ------------------------------------------------------------------ registry, generated per entry
@@ -190,7 +197,45 @@ def test_imagenet_missing_from_cache_names_file_and_folder(offline_cache):
     message = str(info.value)
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(offline_cache) in message
-    assert backbones.ALLOW_DOWNLOAD_ENV in message
+    assert "KIT_OFFLINE=1 is set" in message
+    assert "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" in message
+    assert "\n" not in message
+
+
+def test_imagenet_missing_without_network_says_so_in_one_line(online_cache, monkeypatch):
+    monkeypatch.setattr(backbones, "_reachable", lambda url: False)
+    monkeypatch.setattr(backbones, "_download", lambda source: pytest.fail("downloaded without a network"))
+    with pytest.raises(KitError) as info:
+        backbones.resolve_weights("resnet50")
+    message = str(info.value)
+    assert "storage.googleapis.com cannot be reached" in message
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and str(online_cache) in message
+    assert "\n" not in message
+
+
+def test_imagenet_missing_with_network_downloads_into_the_keras_cache(online_cache, monkeypatch):
+    asked = []
+
+    def fake_download(source):   # stands in for keras.utils.get_file, which writes into the cache
+        asked.append(source.file_name)
+        online_cache.mkdir(parents=True, exist_ok=True)
+        (online_cache / source.file_name).write_bytes(b"weights")
+        return online_cache / source.file_name
+
+    monkeypatch.setattr(backbones, "_reachable", lambda url: True)
+    monkeypatch.setattr(backbones, "_download", fake_download)
+    path = backbones.resolve_weights("resnet50")
+    assert asked == ["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]
+    assert path == online_cache / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def test_reachable_is_false_for_a_closed_local_port():
+    import socket
+
+    with socket.socket() as probe:   # bind then close: nothing listens on that port afterwards
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert backbones._reachable(f"http://127.0.0.1:{port}/x.h5", timeout_s=1.0) is False
 
 
 def test_imagenet_for_an_entry_without_weights(offline_cache):

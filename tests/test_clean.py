@@ -138,3 +138,60 @@ def test_unknown_check_is_refused(planted):
     cfg, root = planted
     with pytest.raises(KitError, match="unknown check 'eyes'"):
         clean.run_clean(cfg, checks=("eyes",), report_dir=root / "r2")
+
+
+def _own_data_dir(cfg, tmp_path):
+    """The planted data in a folder of this test's own, so its exclusions touch no other test."""
+    import shutil
+
+    shutil.copytree(cfg.data_dir, tmp_path / "data")
+    for name in (clean.EXCLUSIONS, clean.ADDITIONS):   # what earlier tests of the module wrote
+        (tmp_path / "data" / name).unlink(missing_ok=True)
+    return config.Config(**{**cfg.to_dict(), "data_dir": str(tmp_path / "data")})
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("options, message", [
+    ({"known_lists": ("seed004", "seed04")}, "the known check cannot run: unknown anomaly list 'seed04'"),
+    ({"checks": ("files", "label-noise"), "noise_run": "nope"}, "the label-noise check cannot run: --noise-run nope"),
+    ({"checks": ("imagenet",)}, "the imagenet check cannot run: no classifier given"),
+    ({"checks": ("imagenet",), "imagenet_backbones": ("resnet5",)}, "the imagenet check cannot run: unknown backbone"),
+])
+def test_a_check_that_cannot_run_is_an_error_and_the_exclusions_stay(planted, tmp_path, options, message):
+    cfg = _own_data_dir(planted[0], tmp_path)
+    clean.run_clean(cfg, checks=("files",), report_dir=tmp_path / "first", log=lambda *_: None)
+    before = (tmp_path / "data" / clean.EXCLUSIONS).read_bytes()
+    with pytest.raises(KitError, match=message) as caught:
+        clean.run_clean(cfg, **{"checks": ("files", "known"), **options}, report_dir=tmp_path / "second",
+                        log=lambda *_: None)
+    assert "\n" not in str(caught.value) and "is as it was" in str(caught.value)
+    assert (tmp_path / "data" / clean.EXCLUSIONS).read_bytes() == before
+    assert not (tmp_path / "second").exists()
+
+
+@pytest.mark.bad_input
+def test_clean_command_exits_non_zero_with_one_line(planted, tmp_path):
+    from conftest import run_kit
+
+    cfg = _own_data_dir(planted[0], tmp_path)
+    result = run_kit("clean", "--checks", "files,known", "--known-lists", "seed004,typo", "--set",
+                     f"data_dir={cfg.data_dir}", "--report-dir", tmp_path / "report", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "the known check cannot run: unknown anomaly list 'typo'" in result.stderr
+    assert not (tmp_path / "data" / clean.EXCLUSIONS).exists()
+
+
+def test_an_imagenet_check_without_a_top_does_not_apply_and_is_not_counted(planted, tmp_path):
+    cfg = _own_data_dir(planted[0], tmp_path)
+    messages = []
+    with_weights = config.Config(**{**cfg.to_dict(), "weights": "imagenet"})
+    summary = clean.run_clean(with_weights, checks=("files", "imagenet"), imagenet_backbones=("tiny",),
+                              report_dir=tmp_path / "report", log=messages.append)
+    assert summary["ran"] == ["files"]
+    assert summary["not_applicable"] == {"imagenet": "tiny has no 1000-class ImageNet top"}
+    assert "clean: imagenet: does not apply (tiny has no 1000-class ImageNet top); not run" in messages
+    assert "clean: ran 1 check(s): files; not applicable: imagenet" in messages
+    assert set(pd.read_csv(summary["exclusions"])["id"]) == {"cat.90001", "dog.90002", "dog.90006", "cat.90007"}
+    random = clean.run_clean(cfg, checks=("imagenet",), imagenet_backbones=("tiny",), report_dir=tmp_path / "r2",
+                             log=lambda *_: None)
+    assert random["ran"] == [] and "weights=none" in random["not_applicable"]["imagenet"]

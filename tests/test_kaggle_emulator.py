@@ -437,17 +437,23 @@ def test_cli_download(emu, tmp_path):
     assert rpc.target == "http://localhost/api/v1/competitions.CompetitionApiService/DownloadDataFiles"
 
 
-def test_cli_download_403_exits_1_with_kaggle_message(emu, tmp_path):
+# The CLI tests below check that the emulator's replies reach the real CLI as they reach the client
+# in-process. The kit never runs the CLI, so its exit codes and wording are not pinned: a failure only
+# has to exit non-zero (or, for an upload, say so), and the messages asserted are the emulator's own.
+
+
+def test_cli_download_403_fails_with_kaggle_message(emu, tmp_path):
     emu.inject(FAULT_RULES_NOT_ACCEPTED)
     result = cli_download(emu, tmp_path, "d")
 
-    assert result.returncode == 1
+    assert result.returncode != 0
     assert RULES_NOT_ACCEPTED_MESSAGE in result.stderr
     assert not (tmp_path / "d").exists()
 
 
 def test_cli_dropped_connection_retries_or_fails_with_partial(emu, tmp_path):
-    """One drop: the CLI retries and succeeds (exit 0).  Persistent: exit 1, partial + marker left."""
+    """One drop: the CLI retries and succeeds (exit 0).  Persistent: a failure, the partial marker left
+    (the kit's resume depends on that marker, not on how much of the file the client kept)."""
     emu.inject(FAULT_DROP_DOWNLOAD)
     ok = cli_download(emu, tmp_path, "a", fast_sleep=True)
     assert ok.returncode == 0, ok.stderr
@@ -456,10 +462,9 @@ def test_cli_dropped_connection_retries_or_fails_with_partial(emu, tmp_path):
 
     emu.inject(FAULT_DROP_DOWNLOAD, times=None)
     bad = cli_download(emu, tmp_path, "b", fast_sleep=True)
-    assert bad.returncode == 1
-    assert "Download failed after 5 retries." in bad.stdout and "IncompleteRead" in bad.stderr
-    # A small file loses the whole unfinished 1 MiB chunk: an empty file under the final name.
-    assert (tmp_path / "b" / emu.archive_name).stat().st_size == 0
+    assert bad.returncode != 0
+    assert "Download failed" in bad.stdout
+    assert (tmp_path / "b" / emu.archive_name).stat().st_size < len(emu.all_files_archive())
     assert (tmp_path / "b" / (emu.archive_name + ".kaggle-partial")).exists()
 
 
@@ -477,7 +482,7 @@ def test_cli_submit_and_list_submissions(emu, tmp_path):
     assert listed.returncode == 0, listed.stderr
     (row,) = list(csv.DictReader(io.StringIO(listed.stdout)))
     assert (row["ref"], row["fileName"], row["publicScore"]) == (str(stored.ref), "submission.csv", "0.0412")
-    assert row["status"] == "SubmissionStatus.COMPLETE"  # the CLI prints the enum's repr, not its name
+    assert row["status"].endswith("COMPLETE")  # 2.2.x prints the enum's repr, SubmissionStatus.COMPLETE
 
 
 def test_cli_upload_500_prints_could_not_submit(emu, tmp_path):
@@ -488,24 +493,24 @@ def test_cli_upload_500_prints_could_not_submit(emu, tmp_path):
     result = cli_submit(emu, tmp_path, "m")
 
     assert result.returncode in (0, 1)
-    assert "Could not submit to competition" in result.stdout
+    assert "Could not submit to competition" in result.stdout + result.stderr  # stdout up to 2.2.4, stderr in 2.2.5
     assert emu.calls("CreateSubmission") == [] and emu.calls("GetSubmissionLimits") == []
 
 
-def test_cli_create_submission_500_exits_1(emu, tmp_path):
+def test_cli_create_submission_500_fails(emu, tmp_path):
     write_submission(tmp_path / "submission.csv")
     emu.inject(FAULT_CREATE_SUBMISSION_500)
     result = cli_submit(emu, tmp_path, "m")
 
-    assert result.returncode == 1
+    assert result.returncode != 0
     assert "Internal server error" in result.stderr
     assert emu.submissions == []
 
 
-def test_cli_wrong_key_prints_auth_help_and_exits_1(emu, tmp_path):
+def test_cli_wrong_key_is_refused(emu, tmp_path):
     result = run_cli(emu, tmp_path / "home", "competitions", "submissions", "-c", emu.competition, key="wrong-key")
 
-    assert result.returncode == 1
-    assert "Authentication required to call the Kaggle API." in result.stdout
+    assert result.returncode != 0
+    assert "Authentication required" in result.stdout + result.stderr
     assert [r.status for r in emu.requests] == [401]
     assert "wrong-key" not in repr(emu.requests)

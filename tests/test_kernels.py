@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION, blend_outputs, kaggle_env, kernel_remote, kernel_run, kernels, score, submit, synthetic
+from kit import COMPETITION, blend_outputs, kaggle_env, kernel_remote, kernel_run, kernels, resume, score, submit, synthetic
 from kit.config import Config, resolve
 from kit.errors import KitError
 
@@ -410,6 +410,16 @@ def test_blend_combines_kernel_outputs_into_one_submission(played, tmp_path):
     assert sidecar["local_score_kind"] == "oof" and sidecar["n_rows"] == 8 and sidecar["blend"]["n_oof"] == 40
     assert sidecar["clip_mode"] == "oof" and sidecar["clip"][0] == pytest.approx(1 - sidecar["clip"][1])
     assert sidecar["local_log_loss"] <= min(sidecar["blend"]["models_oof_log_loss"].values()) + 0.05
+    # Provenance is the inputs', not the CLI's default config (the baseline CNN, which trained nothing here).
+    assert sidecar["config"] is None and sidecar["blend"]["clip"] == sidecar["clip"]
+    for folder in dirs:
+        record = sidecar["blend"]["inputs"][folder.name]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        oof = pd.read_csv(folder / "oof.csv")
+        assert record["kind"] == "kernel output" and record["path"] == str(folder)
+        assert record["config_digest"] == resume.digest(json.loads((folder / "config.json").read_text()))
+        assert record["digest"] == metrics["digest"] and len(record["digest"]) == 16
+        assert record["oof_log_loss"] == pytest.approx(score.log_loss(oof["label"], oof["blend"]))
 
 
 def _output(folder: Path, ids, labels, test_ids, models=("m",)) -> Path:
@@ -433,6 +443,12 @@ def test_blend_aligns_rows_by_id_and_refuses_different_images(tmp_path):
     with pytest.raises(KitError, match=r"c and a predicted different training images out of fold "
                                        r"\(1 e.g. cat.2 only in a, 1 e.g. dog.9 only in c\)"):
         blend_outputs.blend_dirs([a, other], Config(submissions_dir=str(tmp_path / "subs")))
+    pd.DataFrame({"id": [1, 2], "label": 0.5}).to_csv(tmp_path / "sample_submission.csv", index=False)
+    path = blend_outputs.blend_dirs([a, shuffled], Config(submissions_dir=str(tmp_path / "subs"),
+                                                          data_dir=str(tmp_path)), log=lambda *_: None)
+    inputs = submit.read_sidecar(path)["blend"]["inputs"]
+    assert inputs["a"] == {"path": str(a), "kind": "run", "config_digest": None, "digest": None,
+                           "oof_log_loss": pytest.approx(0.6931, abs=1e-4)}
     relabelled = _output(tmp_path / "d", ["cat.1", "dog.1", "cat.2"], [0, 1, 1], [1, 2])
     with pytest.raises(KitError, match="disagree on the labels"):
         blend_outputs.blend_dirs([a, relabelled], Config())

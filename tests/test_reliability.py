@@ -29,6 +29,19 @@ TINY_FEATURES = ["--preset", "cpu", "--set", "backbones=tiny@32", "--set", "weig
 TINY_FINETUNE = ["--preset", "cpu", "--set", "method=finetune", "--set", "backbones=tiny@32", "--set", "weights=none",
                  "--set", "folds=2", "--set", "epochs=2", "--set", "warmup_epochs=1", "--set", "unfreeze=0.5",
                  "--set", "batch_size=16"]
+# The fault runs of each method: both feature heads (the dense one trains in Keras), and the rest tiny.
+FAULT_RUNS = {
+    "features": [*TINY_FEATURES, "--set", "heads=logreg,dense"],
+    "finetune": TINY_FINETUNE,
+    # A fine-tuning rate so high that validation loss rises at once: early stopping ends the phase.
+    "finetune-stopping": [*TINY_FINETUNE, "--set", "epochs=6", "--set", "patience=1", "--set", "finetune_lr=0.01"],
+    "frozen": [*TINY_FINETUNE, "--set", "method=frozen"],
+    "cnn": ["--preset", "demo", "--set", "run=cpu", "--set", "image_size=32", "--set", "width=8", "--set", "dense=16",
+            "--set", "epochs=2", "--set", "batch_size=16"],
+}
+# What a run hands on: compared byte for byte between a resumed run and an uninterrupted one.
+OUTPUTS = {"cnn": ("val_predictions.csv",)}
+ENSEMBLE_OUTPUTS = ("oof.csv", "test_predictions.csv")
 
 
 @pytest.fixture(scope="module")
@@ -54,77 +67,140 @@ def killed(*args, point: str):
     return result
 
 
-def relative_index(data: Path, split: str) -> pd.DataFrame:
-    frame = pd.read_csv(data / "index" / f"{split}.csv")
-    return frame.assign(path=[Path(p).name for p in frame["path"]])
+def train_and_predict(root: Path, args: list) -> None:
+    kit_ok("train", *args, *paths_for(root))
+    kit_ok("predict", *args, *paths_for(root))
+
+
+def outputs(root: Path, method: str) -> dict[str, bytes]:
+    """A finished run's predictions and its submission, as bytes."""
+    run = root / "runs" / "cpu"
+    files = {name: (run / name).read_bytes() for name in OUTPUTS.get(method, ENSEMBLE_OUTPUTS)}
+    return {**files, "submission": (root / "subs" / "cpu.csv").read_bytes()}
+
+
+def assert_same_outputs(resumed: Path, uninterrupted: Path, method: str) -> None:
+    got, want = outputs(resumed, method), outputs(uninterrupted, method)
+    for name in want:
+        assert got[name] == want[name], f"{name} of the resumed run differs from the uninterrupted run's"
+
+
+def data_tree(data: Path) -> dict[str, bytes]:
+    """Every file of a data directory (not its lock), with the directory's own path written ROOT."""
+    return {str(p.relative_to(data)): p.read_bytes().replace(str(data).encode(), b"ROOT")
+            for p in sorted(data.rglob("*")) if p.is_file() and p.name != ".kit.lock"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(source, tmp_path_factory):
+    """fetch and uninterrupted runs, each made once for the module: `uninterrupted("fetch")` is a
+    fetched data directory; `uninterrupted(method, *extra_args)` a root with a trained and
+    predicted run."""
+    made = {}
+
+    def get(what: str, *extra) -> Path:
+        key = (what, *extra)
+        if key not in made:
+            root = tmp_path_factory.mktemp(f"uninterrupted-{what}")
+            kit_ok("fetch", "--from", source, "--data-dir", root / "data")
+            if what != "fetch":
+                train_and_predict(root, [*FAULT_RUNS[what], *extra])
+            made[key] = root
+        return made[key] if what != "fetch" else made[key] / "data"
+
+    return get
 
 
 # --------------------------------------------------------------------------- faults survived
 
 @pytest.mark.fault
-def test_killed_during_extraction_then_rerun(source, tmp_path):
+def test_killed_during_extraction_then_rerun(source, tmp_path, uninterrupted):
     killed("fetch", "--from", source, "--data-dir", tmp_path / "data", point="extract")
     assert not fetch.is_complete(tmp_path / "data"), "an interrupted fetch must not look complete"
     assert not (tmp_path / "data" / "index").exists()
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
-    kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "clean")
-    for split in ("train", "test"):
-        pd.testing.assert_frame_equal(relative_index(tmp_path / "data", split), relative_index(tmp_path / "clean", split))
+    assert data_tree(tmp_path / "data") == data_tree(uninterrupted("fetch"))
     assert not list((tmp_path / "data").glob(".*.partial"))
 
 
 @pytest.mark.fault
 @pytest.mark.slow
-def test_killed_during_feature_extraction_then_rerun_reuses_the_cache(source, tmp_path):
-    for root in (tmp_path / "a", tmp_path / "b"):
-        kit_ok("fetch", "--from", source, "--data-dir", root / "data")
-    killed("train", *TINY_FEATURES, *paths_for(tmp_path / "a"), "--set", "batch_size=8", point="features")
-    assert not (tmp_path / "a" / "runs" / "cpu" / "metrics.json").exists()
-    parts = list((tmp_path / "a" / "cache").rglob("part-*.npz"))
-    assert len(parts) == 1, "the first finished part survives the kill"
-    rerun = kit_ok("train", *TINY_FEATURES, *paths_for(tmp_path / "a"), "--set", "batch_size=8")
-    assert "cached, computing" in rerun.stdout
-    kit_ok("train", *TINY_FEATURES, *paths_for(tmp_path / "b"), "--set", "batch_size=8")
-    oof = [pd.read_csv(root / "runs" / "cpu" / "oof.csv") for root in (tmp_path / "a", tmp_path / "b")]
-    pd.testing.assert_frame_equal(oof[0], oof[1])
-
-
-@pytest.mark.fault
-@pytest.mark.slow
-def test_killed_during_training_then_rerun_resumes_from_the_last_epoch(source, tmp_path):
+def test_killed_during_feature_extraction_then_rerun_reuses_the_cache(source, tmp_path, uninterrupted):
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
-    killed("train", *TINY_FINETUNE, *paths_for(tmp_path), point="train-epoch")
-    states = list((tmp_path / "runs").rglob("state-warmup.json"))
-    assert len(states) == 1 and json.loads(states[0].read_text())["epoch"] == 1
+    args = FAULT_RUNS["features"]
+    killed("train", *args, *paths_for(tmp_path), point="features")
     assert not (tmp_path / "runs" / "cpu" / "metrics.json").exists()
-    kit_ok("train", *TINY_FINETUNE, *paths_for(tmp_path))
-    assert (tmp_path / "runs" / "cpu" / "metrics.json").exists()
-    assert len(list((tmp_path / "runs").rglob("predictions.npz"))) == 2
-    assert len(pd.read_csv(tmp_path / "runs" / "cpu" / "oof.csv")) == 40 + 3
+    parts = list((tmp_path / "cache").rglob("part-*.npz"))
+    assert len(parts) == 1, "the first finished part survives the kill"
+    rerun = run_kit("train", *args, *paths_for(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr[-1500:]
+    assert "cached, computing" in rerun.stdout
+    kit_ok("predict", *args, *paths_for(tmp_path))
+    assert_same_outputs(tmp_path, uninterrupted("features"), "features")
 
 
 @pytest.mark.fault
 @pytest.mark.slow
-def test_killed_after_a_finished_fold_then_rerun_skips_it(source, tmp_path):
+@pytest.mark.parametrize("method", ["finetune", "finetune-stopping", "frozen", "cnn"])
+def test_killed_during_training_then_rerun_ends_as_an_uninterrupted_run(source, tmp_path, uninterrupted, method):
+    """Killed after the second epoch (finetune: inside its fine-tuning phase, so the rerun resumes with
+    the optimizer and early-stopping state of that epoch; frozen: after its last epoch, before the
+    phase was finished); cnn has no epoch states and trains again."""
+    kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
+    args = FAULT_RUNS[method]
+    killed("train", *args, *paths_for(tmp_path), point="train-epoch:2")
+    assert not (tmp_path / "runs" / "cpu" / "metrics.json").exists()
+    if method.startswith("finetune"):
+        states = {p.name: json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("state-*.json")}
+        assert states["state-warmup.json"]["done"] and states["state-finetune.json"]["epoch"] == 1
+    train_and_predict(tmp_path, args)
+    reference = uninterrupted(method)
+    if method == "finetune-stopping":
+        state = json.loads(next((reference / "runs").rglob("fold0/state-finetune.json")).read_text())
+        assert state["stopped"] and state["epoch"] < 6, "early stopping must end the phase for this case to count"
+    assert_same_outputs(tmp_path, reference, method)
+
+
+@pytest.mark.fault
+@pytest.mark.slow
+def test_killed_after_a_finished_fold_then_rerun_skips_it(source, tmp_path, uninterrupted):
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
     killed("train", *TINY_FINETUNE, *paths_for(tmp_path), point="fold")
     done = list((tmp_path / "runs").rglob("predictions.npz"))
     assert len(done) == 1
     stamp = done[0].stat().st_mtime_ns
-    kit_ok("train", *TINY_FINETUNE, *paths_for(tmp_path))
+    train_and_predict(tmp_path, TINY_FINETUNE)
     assert done[0].stat().st_mtime_ns == stamp, "the finished fold is reused, not trained again"
+    assert_same_outputs(tmp_path, uninterrupted("finetune"), "finetune")
 
 
 @pytest.mark.fault
-def test_killed_while_writing_the_submission_then_rerun(source, tmp_path):
+@pytest.mark.slow
+def test_killed_run_rerun_under_another_seed_equals_a_fresh_run_with_that_seed(source, tmp_path, uninterrupted):
+    """The finished fold was trained under seed 42: rerun with seed 7, it is set aside, not blended in."""
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
-    kit_ok("train", *TINY_FEATURES, *paths_for(tmp_path))
-    killed("predict", *TINY_FEATURES, *paths_for(tmp_path), point="submission")
+    killed("train", *TINY_FINETUNE, *paths_for(tmp_path), point="fold")
+    rerun = run_kit("train", *TINY_FINETUNE, "--set", "seed=7", *paths_for(tmp_path))
+    assert rerun.returncode == 0, rerun.stderr[-1500:]
+    assert "tiny@32 fold 1: config changed (seed), training again" in rerun.stdout
+    assert (tmp_path / "runs" / "cpu" / "set-aside" / "tiny@32" / "fold0" / "predictions.npz").is_file()
+    kit_ok("predict", *TINY_FINETUNE, "--set", "seed=7", *paths_for(tmp_path))
+    assert_same_outputs(tmp_path, uninterrupted("finetune", "--set", "seed=7"), "finetune")
+    assert outputs(tmp_path, "finetune")["oof.csv"] != outputs(uninterrupted("finetune"), "finetune")["oof.csv"], \
+        "seed 7 and seed 42 must give different predictions, or this test proves nothing"
+    metrics = json.loads((tmp_path / "runs" / "cpu" / "metrics.json").read_text())
+    assert metrics["identity"]["config"]["seed"] == 7 and len(metrics["digest"]) == 16
+
+
+@pytest.mark.fault
+def test_killed_while_writing_the_submission_then_rerun(source, tmp_path, uninterrupted):
+    kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
+    args = FAULT_RUNS["features"]
+    kit_ok("train", *args, *paths_for(tmp_path))
+    killed("predict", *args, *paths_for(tmp_path), point="submission")
     assert not (tmp_path / "subs" / "cpu.csv").exists(), "no half-written submission under the real name"
-    kit_ok("predict", *TINY_FEATURES, *paths_for(tmp_path))
-    first = (tmp_path / "subs" / "cpu.csv").read_bytes()
-    kit_ok("predict", *TINY_FEATURES, *paths_for(tmp_path))
-    assert (tmp_path / "subs" / "cpu.csv").read_bytes() == first
+    kit_ok("predict", *args, *paths_for(tmp_path))
+    assert_same_outputs(tmp_path, uninterrupted("features"), "features")
     sidecar = json.loads((tmp_path / "subs" / "cpu.json").read_text())
     from kit import fileio
 
@@ -132,7 +208,7 @@ def test_killed_while_writing_the_submission_then_rerun(source, tmp_path):
 
 
 @pytest.mark.fault
-def test_two_commands_on_one_data_directory(source, tmp_path):
+def test_two_commands_on_one_data_directory(source, tmp_path, uninterrupted):
     with lock.exclusive(tmp_path / "data"):
         second = run_kit("fetch", "--from", source, "--data-dir", tmp_path / "data")
     assert second.returncode == 2
@@ -140,13 +216,16 @@ def test_two_commands_on_one_data_directory(source, tmp_path):
     assert len(line) == 1 and "is in use by pid" in line[0] and "wait for it to finish" in line[0]
     assert not fetch.is_complete(tmp_path / "data")
     kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")   # released: works now
+    assert data_tree(tmp_path / "data") == data_tree(uninterrupted("fetch"))
 
 
 @pytest.mark.fault
-def test_lock_is_released_when_its_holder_is_killed(source, tmp_path):
+def test_lock_is_released_when_its_holder_is_killed(source, tmp_path, uninterrupted):
     killed("fetch", "--from", source, "--data-dir", tmp_path / "data", point="extract")
     with lock.exclusive(tmp_path / "data"):
         pass
+    kit_ok("fetch", "--from", source, "--data-dir", tmp_path / "data")
+    assert data_tree(tmp_path / "data") == data_tree(uninterrupted("fetch"))
 
 
 # --------------------------------------------------------------------------- bad images

@@ -1,0 +1,118 @@
+"""What shaped a piece of saved work, so that a rerun reuses only work that matches.
+
+An identity is a JSON object of everything that decides a result: the config keys that
+affect training, digests of the training and test index, the exclusions applied and the
+weights' content digests. A fold folder holds its identity beside its epoch states and
+predictions; a rerun whose identity differs sets the folder aside (under
+<run>/set-aside/) and trains again, saying why. metrics.json records the run's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from kit import fileio
+
+IDENTITY = "identity.json"
+SET_ASIDE = "set-aside"
+# Where things go, how fast, and how predictions are clipped afterwards: none of these
+# changes what a model learns. Every other key counts, including ones added later.
+NOT_SHAPING = ("competition", "data_dir", "runs_dir", "submissions_dir", "cache_dir", "run", "workers",
+               "clip_mode", "clip_low", "clip_high")
+# Keys only the cnn and features methods read: a fine-tuned fold does not depend on them.
+END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "views", "heads", "head_epochs")
+
+
+def digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def shaping_config(config) -> dict:
+    unused = NOT_SHAPING + (END_TO_END_UNUSED if config.method in ("finetune", "frozen") else ())
+    return {key: value for key, value in config.to_dict().items() if key not in unused}
+
+
+def frame_digest(frame: pd.DataFrame, columns=("id", "label")) -> str:
+    """The rows' ids (and labels), in order: which images, labelled how."""
+    present = [c for c in columns if c in frame.columns]
+    return hashlib.sha256(frame[present].to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
+    """Everything that shaped a run trained on `train` (and predicting `test`)."""
+    from kit import dataset, features
+
+    extractors = config.extractors() if extractors is None else extractors
+    return {
+        "config": shaping_config(config),
+        "train": frame_digest(train),
+        "test": None if test is None else frame_digest(test, ("id",)),
+        "exclusions": digest(dataset.exclusions_applied(config)),
+        "weights": {ex.label: features.weights_id(ex) for ex in extractors},
+    }
+
+
+def record(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
+    """metrics.json's account of what shaped a run: its digest, identity and the exclusions applied."""
+    from kit import dataset
+
+    identity = run_identity(config, train, test, extractors)
+    return {"digest": digest(identity), "identity": identity, "exclusions": dataset.exclusions_applied(config)}
+
+
+def fold_identity(run: dict, extractors, fold: int) -> dict:
+    """A run's identity narrowed to one model's fold: its own backbones and weights only,
+    so adding a backbone to the preset does not retrain the models already there."""
+    labels = [ex.label for ex in extractors]
+    config = {**run["config"], "backbones": ",".join(labels)}
+    return {**run, "config": config, "weights": {k: run["weights"][k] for k in labels}, "fold": fold}
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """Why saved work shaped by `old` does not fit `new`, in words for the log."""
+    if not old:
+        return ["no record of what shaped it"]
+    reasons = []
+    keys = sorted(k for k in set(old.get("config", {})) | set(new.get("config", {}))
+                  if old.get("config", {}).get(k) != new.get("config", {}).get(k))
+    if keys:
+        reasons.append(f"config changed ({', '.join(keys)})")
+    for part, words in (("train", "training images"), ("test", "test images"), ("exclusions", "exclusions"),
+                        ("weights", "weights"), ("fold", "fold")):
+        if old.get(part) != new.get(part):
+            reasons.append(f"{words} changed")
+    return reasons or ["its record differs"]
+
+
+def claim(folder: Path, identity: dict, runs_root: Path, label: str, log=print) -> None:
+    """Make `folder` hold only work shaped by `identity`.
+
+    Matching work stays to be reused; any other work is moved to <run>/set-aside/ (replacing
+    what an earlier mismatch left there) and the log says why.
+    """
+    folder = Path(folder)
+    saved = fileio.read_json(folder / IDENTITY)
+    if saved.get("digest") == digest(identity):
+        return
+    work = [p for p in folder.iterdir() if p.name != IDENTITY] if folder.is_dir() else []
+    if work:
+        saved.pop("digest", None)
+        aside = set_aside(folder, Path(runs_root))
+        log(f"{label}: {', '.join(differences(saved, identity))}, training again (the old work is in {aside})")
+    folder.mkdir(parents=True, exist_ok=True)
+    fileio.write_json(folder / IDENTITY, {**identity, "digest": digest(identity)})
+
+
+def set_aside(folder: Path, run: Path) -> Path:
+    target = run / SET_ASIDE / folder.relative_to(run)
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(folder, target)
+    return target
