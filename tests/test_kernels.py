@@ -131,7 +131,8 @@ def test_a_kernel_per_preset_and_per_backbone():
         ("gpu-modern-convnext-small", "gpu-modern", "convnext_small@288"),
     ]
     one = kernels.find_spec("gpu-modern-efficientnetv2-s")
-    assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "backbones": "efficientnetv2_s@384"}
+    assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "backbones": "efficientnetv2_s@384",
+                             "time_budget_s": float(kaggle_env.TIME_BUDGET_S)}
     with pytest.raises(KitError, match="unknown kernel 'gpu-huge'; the kernels are: gpu-classic, "):
         kernels.find_spec("gpu-huge")
 
