@@ -161,3 +161,23 @@ blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DI
 
 clean: ## delete runs and reports (never the data or submissions)
 	rm -rf runs reports
+
+# --- issue 14: the GPU path (training input benchmark, GPU check, Kaggle's image) --------------------
+.PHONY: bench-train-input
+bench: bench-train-input
+bench-train-input: | $(STAMP) ## images/s into model.fit at 384 px, augmented: the pixel cache + tf.data against ImageBatches
+	cd bench && $(abspath $(PY)) train_input.py
+
+.PHONY: gpu-check
+gpu-check: | $(STAMP) ## on a GPU machine: one epoch of gpu-modern's fine-tuning on the real photos, input against model rates
+	cd bench && $(abspath $(PY)) gpu_check.py
+
+.PHONY: test-kaggle-image
+test-kaggle-image: | $(STAMP) ## the kernel tests and the fast suite on Kaggle's GPU image versions (kaggle-image.txt, .venv-kaggle)
+	rm -rf .venv-kaggle
+	$(UV) venv --quiet --python $(PYTHON_BOOT) .venv-kaggle
+	$(UV) pip compile kaggle-image.txt requirements.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
+	$(UV) pip install --quiet --python .venv-kaggle/bin/python -r .venv-kaggle/resolved.txt
+	.venv-kaggle/bin/python -c "import sys, tensorflow as tf, keras; print('kaggle image:', sys.version.split()[0], 'tensorflow', tf.__version__, 'keras', keras.__version__)" 2>/dev/null
+	.venv-kaggle/bin/python -m pytest tests/test_kernels.py tests/test_kaggle_image.py -p no:cacheprovider
+	.venv-kaggle/bin/python -m pytest -m "not slow" -p no:cacheprovider

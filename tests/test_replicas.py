@@ -68,7 +68,7 @@ def test_two_replicas_in_mixed_precision_killed_and_resumed_match_one(source, tm
 
     killed = kit(*args, *paths(two), devices=2, crash_at="train-epoch")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert list((two / "runs_dir").rglob("last-warmup.keras")), "a checkpoint was written before the kill"
+    assert list((two / "runs_dir").rglob("last-warmup*.keras")), "a checkpoint was written before the kill"
     assert not (two / "runs_dir" / "cpu" / "metrics.json").exists()
     resumed = ok(kit(*args, *paths(two), devices=2))
     assert "resuming" in resumed.stdout and "at epoch 2" in resumed.stdout

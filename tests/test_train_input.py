@@ -55,9 +55,8 @@ def test_the_warp_is_the_one_opencv_makes(flip):
     image = smooth_image(size)
     p = {"flip": flip, "angle": math.radians(10.0), "scale": 1.12, "shear": math.tan(math.radians(5.0)),
          "shift_x": 0.06, "shift_y": -0.05}
-    params = {k: t.constant([v], t.bool if k == "flip" else t.float32) for k, v in p.items()}
-    params.update(saturation=t.ones([1]), contrast=t.ones([1]), brightness=t.zeros([1]), gamma=t.ones([1]),
-                  noise_seed=t.constant([0, 0], t.int64))
+    params = {**train_input.draw(t.constant([0, 0], t.int64), 1, STILL),
+              **{k: t.constant([v], t.bool if k == "flip" else t.float32) for k, v in p.items()}}
     ours = train_input.augment_batch(t.constant(image[None]), params, STILL).numpy()[0]
     theirs = opencv_warp(image, p).astype(np.float32)
     inner = slice(8, size - 8)     # the borders reflect a little differently (see train_input)
@@ -153,7 +152,7 @@ def test_augmented_epochs_are_seeded_and_a_resumed_run_sees_the_same_batches(fet
         np.testing.assert_array_equal(x1, x2)
     assert not np.array_equal(first[0][0], first[steps][0]), "epochs differ: order and transforms"
     x = np.concatenate([b[0] for b in first[:steps]])
-    assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0     # tiny's "tf" preprocessing
+    assert x.dtype == np.float32 and x.min() >= -1 - 1e-6 and x.max() <= 1 + 1e-6     # tiny's "tf" preprocessing
     assert len(x) == len(rows)
 
 
@@ -164,3 +163,22 @@ def test_batches_split_evenly_across_replicas(fetched, tmp_path):
     sizes = [len(y) for _, y in batches(source.training(rows[:23], 16, 0, 1))]
     assert sizes == [15, 6]
     assert [len(y) for _, y in batches(source.evaluation(rows[:23], 16))] == [15, 8]
+
+
+def test_noise_has_augments_deviation_and_differs_between_images():
+    t = tf()
+    aug = Augment(flip=False, rotation=0, shift=0, shear=0, zoom=0, brightness=0, contrast=0, saturation=0, gamma=0)
+    grey = np.full((8, 48, 48, 3), 128, np.uint8)
+    out = train_input.augment_batch(t.constant(grey), train_input.draw(t.constant([4, 4], t.int64), 8, aug), aug)
+    noise = out.numpy() - 128
+    assert abs(noise.std() - aug.noise) < 0.1 and abs(noise.mean()) < 0.1
+    assert all(not np.array_equal(noise[0], noise[i]) for i in range(1, 8))
+
+
+def test_fused_preprocessing_is_the_registry_s():
+    t = tf()
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    params = train_input.draw(t.constant([1, 1], t.int64), 2, STILL)
+    mapping = train_input.preprocess_map("squeezenet")
+    fused = train_input.augment_batch(t.constant(pixels), params, STILL, mapping).numpy()
+    np.testing.assert_allclose(fused, backbones.preprocess("squeezenet", pixels), atol=1e-3)

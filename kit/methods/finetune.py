@@ -11,6 +11,8 @@ so a killed run resumes from its last finished epoch and ends as an uninterrupte
 does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
 says what shaped its work (kit/resume.py): work shaped otherwise is set aside, not reused.
 Out-of-fold and test predictions average the original and the mirrored image.
+Folds run fold by fold across the models, under `time_budget_s` when one is set
+(kit/time_budget.py); training reads its images from kit/train_input.py's pixel cache.
 """
 
 from __future__ import annotations
@@ -59,11 +61,11 @@ def set_trainable(net, fraction: float) -> None:
         layer.trainable = i >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _batches(extractors, frame, config: Config, train: bool, flip: bool = False) -> ImageBatches:
+def _batches(extractors, frame, config: Config, flip: bool = False) -> ImageBatches:
+    """The files decoded in order, for predictions (training reads the pixel cache: kit/train_input.py)."""
     prep = [lambda b, name=ex.backbone: backbones.preprocess(name, b) for ex in extractors]
     return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
                         sizes=[ex.size for ex in extractors], preprocess=prep, batch_size=config.batch_size,
-                        augment_with=Augment() if train and config.augment else None, shuffle=train,
                         seed=config.seed, min_side=config.min_side, workers=config.workers, flip=flip)
 
 
@@ -73,7 +75,7 @@ def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, n
     ok = np.zeros(len(frame), bool)
     predict = _predictor(model)
     for flip in (False, True):
-        batches = _batches(extractors, frame, config, train=False, flip=flip)
+        batches = _batches(extractors, frame, config, flip=flip)
         for i in range(len(batches)):
             inputs, _, kept = batches[i]
             if len(kept):
@@ -332,8 +334,9 @@ def _train_folds(config: Config, policy: str, log) -> dict:
     if completed < config.folds:
         log(f"finetune: {completed} of {config.folds} folds finished inside the time budget; the OOF score covers "
             f"the {len(covered)} images they held out, and the test predictions average those folds")
-    extra = {"replicas": replicas, "precision": policy, "folds_completed": completed, "time_budget_s": config.time_budget_s,
-             "stopped_by_time_budget": completed < config.folds, "time_budget_refused": budget.refused}
+    extra = {"replicas": replicas, "precision": policy, "folds_completed": completed,
+             "time_budget_s": config.time_budget_s, "stopped_by_time_budget": completed < config.folds,
+             "time_budget_refused": budget.refused}
     return finish_run(config, train.iloc[covered].reset_index(drop=True), test, test_ok, results, stages, log,
                       extra=extra)
 
