@@ -51,7 +51,7 @@ def main() -> int:
 
     from kit import accel, config, fetch, train_input
     from kit.fetch import read_index
-    from kit.finetune import build_model, set_trainable
+    from kit.methods.finetune import build_model, set_trainable
     from kit.generators import Augment
     from kit.tfquiet import import_keras
 
