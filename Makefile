@@ -179,5 +179,5 @@ test-kaggle-image: | $(STAMP) ## the kernel tests and the fast suite on Kaggle's
 	$(UV) pip compile kaggle-image.txt requirements.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
 	$(UV) pip install --quiet --python .venv-kaggle/bin/python -r .venv-kaggle/resolved.txt
 	.venv-kaggle/bin/python -c "import sys, tensorflow as tf, keras; print('kaggle image:', sys.version.split()[0], 'tensorflow', tf.__version__, 'keras', keras.__version__)" 2>/dev/null
-	.venv-kaggle/bin/python -m pytest tests/test_kernels.py tests/test_kaggle_image.py -p no:cacheprovider
-	.venv-kaggle/bin/python -m pytest -m "not slow" -p no:cacheprovider
+	MAKEFLAGS= .venv-kaggle/bin/python -m pytest tests/test_kernels.py tests/test_kaggle_image.py -p no:cacheprovider
+	MAKEFLAGS= .venv-kaggle/bin/python -m pytest -m "not slow" -p no:cacheprovider

@@ -1,47 +1,34 @@
-"""kaggle-image.txt: every pin says where it came from, and sits inside the ranges the kit declares."""
+"""kaggle-image.txt: every pin says where it came from, and the Python difference is stated.
+
+Whether the pins sit inside requirements.txt's ranges is checked where it matters: `make
+test-kaggle-image` resolves both files together, and a pin outside a range has no solution.
+"""
 
 from __future__ import annotations
 
 import re
 
-from packaging.requirements import Requirement
-
 from conftest import REPO
 
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)\s*(==|>=)[^#]*#\s*(.*)$")
 
-def pins() -> list[tuple[Requirement, str]]:
-    rows = []
+
+def pins() -> dict[str, str]:
+    """name -> its comment, for every requirement line of the file."""
+    rows = {}
     for line in (REPO / "kaggle-image.txt").read_text().splitlines():
-        spec, _, comment = line.partition("#")
-        if spec.strip():
-            rows.append((Requirement(spec.strip()), comment))
+        if line.strip() and not line.startswith("#"):
+            match = PIN.match(line)
+            assert match, f"not a pinned requirement with a comment: {line!r}"
+            rows[match.group(1)] = match.group(3)
     return rows
-
-
-def declared() -> dict[str, Requirement]:
-    out = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        spec = line.partition("#")[0].strip()
-        if spec:
-            requirement = Requirement(spec)
-            out[requirement.name] = requirement
-    return out
 
 
 def test_every_pin_names_its_source():
     rows = pins()
-    assert {r.name for r, _ in rows} >= {"tensorflow", "keras", "protobuf"}
-    for requirement, comment in rows:
-        assert re.search(r"\[(platform|docker|tf)\b", comment), f"{requirement} does not say where it came from"
-
-
-def test_pinned_versions_are_inside_the_kits_ranges():
-    ranges = declared()
-    for requirement, _ in pins():
-        exact = [s.version for s in requirement.specifier if s.operator == "=="]
-        if exact and requirement.name in ranges:
-            assert ranges[requirement.name].specifier.contains(exact[0]), \
-                f"{requirement} is outside requirements.txt's {ranges[requirement.name]}"
+    assert {"tensorflow", "keras", "protobuf"} <= set(rows)
+    for name, comment in rows.items():
+        assert re.search(r"\[(platform|docker|tf)\b", comment), f"{name} does not say where it came from"
 
 
 def test_the_python_difference_is_stated():
