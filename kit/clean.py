@@ -97,14 +97,49 @@ def check_imagenet(index: pd.DataFrame, probs_by_model: dict[str, np.ndarray], k
     return [Flag(i, int(l), "imagenet", float(v)) for i, l, v in zip(index["id"], index["label"], votes) if v > 0.5]
 
 
-def imagenet_probs(index: pd.DataFrame, backbone: str, weights: str, batch_size: int = 32) -> np.ndarray:
-    """A registry backbone's 1000-class softmax for every image (needs its weights with the top)."""
+def imagenet_probs(index: pd.DataFrame, extractor, config, log=print) -> np.ndarray:
+    """A backbone's 1000-class softmax for every image, [n, 1000] (1/1000 for an unreadable file).
+
+    Where the top is a Dense layer on the pooled features (EfficientNet-Lite), the probabilities
+    come from the feature cache, averaged over the extractor's views: free when the preset
+    already extracted them. Other backbones run their whole classifier at the extractor's size.
+    """
+    from kit import backbones, features
+
+    if not backbones.get(extractor.backbone).top_on_pooled:
+        return _classifier_probs(index, extractor.backbone, extractor.weights, extractor.size, config.batch_size)
+    feats = features.extract(index["path"], extractor, config.cache_dir, config.batch_size, config.workers,
+                             config.min_side, log)
+    probs = probs_from_pooled(feats.features, *backbones.top_dense(extractor.backbone, extractor.weights))
+    probs[~feats.ok] = 1 / 1000
+    return probs
+
+
+def probs_from_pooled(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Softmax of a Dense top over pooled features [n, views, d], averaged over the views: [n, classes]."""
+    logits = pooled @ kernel + bias
+    logits -= logits.max(axis=-1, keepdims=True)
+    probs = np.exp(logits)
+    return (probs / probs.sum(axis=-1, keepdims=True)).mean(axis=1).astype(np.float32)
+
+
+def imagenet_voters(config, tokens=()) -> list:
+    """The classifiers that vote: ``tokens`` ("name@size", size optional) or, by default, every
+    backbone of the preset that has an ImageNet top, at the preset's size and views."""
+    import dataclasses
+
+    from kit import backbones
+
+    if tokens:
+        return dataclasses.replace(config, backbones=",".join(tokens)).extractors()
+    return [e for e in config.extractors() if backbones.get(e.backbone).has_imagenet_top]
+
+
+def _classifier_probs(index: pd.DataFrame, backbone: str, weights, size: int, batch_size: int = 32) -> np.ndarray:
     from kit import backbones
     from kit.generators import ImageBatches
 
-    entry = backbones.get(backbone)
-    model = backbones.build(backbone, weights=weights, include_top=True)
-    size = entry.default_input_size
+    model = backbones.build(backbone, weights=weights, input_size=size, include_top=True)
     batches = ImageBatches(index["path"], sizes=(size,), batch_size=batch_size,
                            preprocess=(lambda b: backbones.preprocess(backbone, b),))
     out = np.full((len(index), 1000), 1 / 1000, np.float32)
@@ -306,7 +341,7 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     return kept[["id", "label"]].assign(blend=result.oof)
 
 
-def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), known_lists=("seed004", "consensus", "mislabelled"),
+def run_clean(config, checks=("files", "known", "imagenet", "label-noise", "duplicates"), known_lists=("seed004", "consensus", "mislabelled"),
               imagenet_backbones=(), k_dog: int = 60, k_cat: int = 60, big_cats: bool = False,
               noise_run: str | None = None, noise_threshold: float = 0.05, max_distance: int = 4,
               rebalance_classes: bool = False, report_dir: str | Path = "reports/clean", log=print) -> dict:
@@ -326,9 +361,11 @@ def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), kn
             elif check == "known":
                 flags += check_known(train, known_lists)
             elif check == "imagenet":
-                if not imagenet_backbones:
-                    raise KitError("no classifier given: pass --imagenet-backbones, e.g. xception,resnet50")
-                probs = {name: imagenet_probs(train, name, config.weights) for name in imagenet_backbones}
+                voters = imagenet_voters(config, imagenet_backbones)
+                if not voters:
+                    raise KitError(f"no backbone of preset {config.run!r} has an ImageNet top: pass "
+                                   "--imagenet-backbones, e.g. efficientnet_lite0,efficientnet_lite2")
+                probs = {v.label: imagenet_probs(train, v, config, log) for v in voters}
                 flags += check_imagenet(train, probs, k_dog, k_cat, big_cats)
             elif check == "label-noise":
                 oof = (pd.read_csv(Path(config.runs_dir) / noise_run / "oof.csv") if noise_run

@@ -181,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_submissions)
 
     p = sub.add_parser("clean", help="flag anomalous training images; write a report, a contact sheet and exclusions")
-    p.add_argument("--checks", default="files,known,label-noise,duplicates",
+    p.add_argument("--checks", default="files,known,imagenet,label-noise,duplicates",
                    help="comma-separated: files, known, imagenet, label-noise, duplicates")
     p.add_argument("--known-lists", default="seed004,consensus,mislabelled", help="published lists to apply")
-    p.add_argument("--imagenet-backbones", default="", help="classifiers for the imagenet check (they vote)")
+    p.add_argument("--imagenet-backbones", default="",
+                   help="classifiers for the imagenet check, name[@size] (they vote; default: the preset's "
+                        "backbones that have an ImageNet top)")
     p.add_argument("--k-dog", type=int, default=60, help="top-K for dog images (default 60)")
     p.add_argument("--k-cat", type=int, default=60, help="top-K for cat images (default 60)")
     p.add_argument("--big-cats", action="store_true", help="count cougar and lynx as cat classes")
