@@ -23,7 +23,7 @@ from kit import backbones, clean, features, heads  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 
 KS = (1, 2, 3, 5, 10, 20, 60)
-VOTER_SETS = ("lite0@224", "lite2@260", "lite2@320", "lite0@224,lite1@240,lite2@260",
+VOTER_SETS = ("lite0@224", "lite2@260", "lite2@320", "lite2@320,lite0@224", "lite0@224,lite1@240,lite2@260",
               "lite0@224,lite1@240,lite2@260,lite2@320")
 
 
@@ -36,8 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=str(REPO / "cache" / "features"))
     parser.add_argument("--noise-features", default="lite2@320", help="features of the label-noise logistic regression")
-    parser.add_argument("--sheet-voters", default="lite0@224,lite1@240,lite2@260")
-    parser.add_argument("--sheet-k", type=int, default=5)
+    parser.add_argument("--sheet-voters", default="lite2@320,lite0@224", help="the cpu preset's backbones")
+    parser.add_argument("--sheet-k", type=int, default=5, help="K for dogs (and cats unless --sheet-k-cat)")
+    parser.add_argument("--sheet-k-cat", type=int, default=0)
     args = parser.parse_args()
     fetched_real()
     train = read_index(DATA, "train")
@@ -70,11 +71,21 @@ def main() -> None:
             print(f"{group} | {k} | {len(ids)} | {dogs}/{len(ids) - dogs} | {len(ids & known)} | {len(ids & noise)} | "
                   f"{len(ids & known)}/{len(known)} | {shown}")
 
-    flags = clean.check_imagenet(train, {t: probs[t] for t in args.sheet_voters.split(",")}, args.sheet_k, args.sheet_k)
+    voters = {t: probs[t] for t in args.sheet_voters.split(",")}
+    print(f"\nper class with {args.sheet_voters}: K | dogs flagged | cats flagged")
+    for k in KS:
+        flagged = {f.file: f.label for f in clean.check_imagenet(train, voters, k, k)}
+        listed = lambda label: sorted(i for i, l in flagged.items() if l == label)
+        dogs, cats = listed(1), listed(0)
+        print(f"{k} | {len(dogs)}: {', '.join(dogs) if len(dogs) <= 25 else '...'} | "
+              f"{len(cats)}: {', '.join(cats) if len(cats) <= 25 else '...'}")
+    flags = clean.check_imagenet(train, voters, args.sheet_k, args.sheet_k_cat or args.sheet_k)
     out = Path(REPO / "reports" / "clean-imagenet")
     out.mkdir(parents=True, exist_ok=True)
-    sheet = clean.contact_sheet(flags, train, out / f"contact_sheet_k{args.sheet_k}.png")
-    print(f"\ncontact sheet of the {len(flags)} flags at K={args.sheet_k} ({args.sheet_voters}): {sheet}")
+    k_cat = args.sheet_k_cat or args.sheet_k
+    sheet = clean.contact_sheet(flags, train, out / f"contact_sheet_dog{args.sheet_k}_cat{k_cat}.png")
+    print(f"\ncontact sheet of the {len(flags)} flags at K={args.sheet_k} for dogs, {k_cat} for cats "
+          f"({args.sheet_voters}): {sheet}")
 
 
 if __name__ == "__main__":

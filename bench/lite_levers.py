@@ -1,8 +1,9 @@
 """What each lever gives a `cpu` preset built on EfficientNet-Lite: variant, scale, views, heads, blending, clip.
 
 Runs on ../shared/data/dvc-real (fetched into data/) with the Lite weights from their pip packages.
-Every (backbone, size) is extracted once with four views (orig, flip, zoom, zoom-flip) into the
-feature cache, so each variant below picks views out of one cached block. Prints one table:
+Every (backbone, size) is extracted once into the feature cache (the first five with four views:
+orig, flip, zoom, zoom-flip; the rest with orig and flip), so each variant picks views out of one
+cached block. Prints one table:
 variant, feature width, 5-fold OOF log loss (raw, at [0.005, 0.995], at the clip chosen on OOF),
 accuracy, and the head's time; and the extraction time per (backbone, size) when it ran.
 
@@ -17,20 +18,27 @@ import time
 
 import numpy as np
 
-from common import DATA, REPO, fetched_real
+from common import DATA, REPO, WEIGHTS, fetched_real
 
 from kit import blend, features, heads, score  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 
 ALL_VIEWS = ("orig", "flip", "zoom", "zoom-flip")
-EXTRACTORS = ("lite2@320", "lite2@384", "lite0@224", "lite2@260", "lite1@240", "lite2@448", "lite1@300",
-              "lite0@288")
+EXTRACTORS = ("lite2@320", "lite2@384", "lite0@224", "lite2@260", "lite1@240", "lite0@288", "lite1@300",
+              "squeezenet@227", "squeezenet@299")
+FOUR_VIEWS = EXTRACTORS[:5]
 VIEW_SETS = {"orig": [0], "flip": [0, 1], "4": [0, 1, 2, 3], "zoom": [2, 3]}
 
 
 def extractor(token: str) -> features.Extractor:
+    """The first five are cached with all four views; the rest with orig + flip only (zoom views did not
+    pay on the first five), which is also what the preset extracts, so the preset reuses those rows.
+    "squeezenet@SIZE" is the old preset's network with the weights in ../shared/data/weights."""
     variant, size = token.split("@")
-    return features.Extractor(f"efficientnet_{variant}", int(size), "imagenet", (), ALL_VIEWS)
+    if variant == "squeezenet":   # the old preset's network, to see whether it still adds anything
+        return features.Extractor("squeezenet", int(size), str(WEIGHTS), (), ("orig", "flip"))
+    views = ALL_VIEWS if token in FOUR_VIEWS else ("orig", "flip")
+    return features.Extractor(f"efficientnet_{variant}", int(size), "imagenet", (), views)
 
 
 def load_blocks(paths, tokens, cache_dir) -> dict[str, np.ndarray]:
@@ -40,8 +48,9 @@ def load_blocks(paths, tokens, cache_dir) -> dict[str, np.ndarray]:
         f = features.extract(paths, extractor(token), cache_dir, batch_size=32, workers=2,
                              log=lambda m: print(m, file=sys.stderr))
         if f.computed:
-            print(f"extract {token} x {len(ALL_VIEWS)} views: {time.time() - started:.0f} s for {f.computed} images "
-                  f"({f.computed * len(ALL_VIEWS) / (time.time() - started):.1f} forward passes/s)", flush=True)
+            views = len(extractor(token).views)
+            print(f"extract {token} x {views} views: {time.time() - started:.0f} s for {f.computed} images "
+                  f"({f.computed * views / (time.time() - started):.1f} forward passes/s)", flush=True)
         if not f.ok.all():
             raise SystemExit(f"{token}: {int((~f.ok).sum())} photos could not be read")
         blocks[token] = f.features
@@ -74,23 +83,59 @@ def main() -> None:
     if args.extract_only:
         return
     specs = [s for s in args.variants.split(",") if s] or default_variants(tokens)
-    rows = []
-    for spec in specs:
-        x = x_of(blocks, spec)
-        started = time.time()
-        result = heads.logreg(x, y, x[:2], args.folds, args.seed, log=lambda *_: None)
-        rows.append(_row(spec, x.shape[1], result.oof, y, time.time() - started, result.detail.get("c")))
+    rows = [evaluate(blocks, spec, y, args) for spec in specs]
     print(f"\n{'variant':60} {'dims':>5} {'raw':>7} {'[.005]':>7} {'chosen':>14} {'acc':>7} {'C':>5} {'s':>4}")
     for r in rows:
         print(f"{r['name']:60} {r['dims']:5d} {r['raw']:7.4f} {r['fixed']:7.4f} {r['chosen']:7.4f}@{r['clip']:<6g} "
               f"{r['acc']:7.4f} {r['c']:5g} {r['s']:4.0f}", flush=True)
 
 
+def evaluate(blocks, spec: str, y, args) -> dict:
+    """One table row. A spec is features for logistic regression; "dense:SPEC" puts the Dropout + Dense
+    head on them instead; "blend:SPEC|SPEC..." fits a logistic regression on each and blends them on OOF."""
+    started = time.time()
+    quiet = lambda *_: None
+    if spec.startswith("blend:"):
+        xs = [x_of(blocks, part) for part in spec[len("blend:"):].split("|")]
+        oof = np.stack([heads.logreg(x, y, x[:1], args.folds, args.seed, log=quiet).oof for x in xs], axis=1)
+        weights = blend.blend_weights(oof, y)
+        return _row(f"{spec} (w={'/'.join(f'{w:.2f}' for w in weights)})", 0, oof @ weights, y,
+                    time.time() - started, 0)
+    if spec.startswith("dense:"):
+        x = x_of(blocks, spec[len("dense:"):])
+        result = heads.dense(x, y, x[:2], args.folds, args.seed, epochs=30, log=quiet)
+        return _row(spec, x.shape[1], result.oof, y, time.time() - started, 0)
+    x = x_of(blocks, spec)
+    result = heads.logreg(x, y, x[:2], args.folds, args.seed, log=quiet)
+    return _row(spec, x.shape[1], result.oof, y, time.time() - started, result.detail.get("c"))
+
+
+# The README's table: one row per lever, each against the one before it or the preset.
+TABLE = (
+    "squeezenet@227:flip+squeezenet@299:flip",          # the old preset's network at two of its scales
+    "lite0@224:flip", "lite1@240:flip", "lite2@260:flip",   # each at its native size
+    "lite0@288:flip", "lite1@300:flip",                 # above the native size
+    "lite2@320:orig", "lite2@320:flip", "lite2@320:4", "lite2@320:flip+lite2@320:zoom",
+    "lite2@384:flip",
+    "lite2@320:flip+lite2@260:flip", "lite2@320:flip+lite2@384:flip",   # two scales of Lite2
+    "lite2@320:flip+lite0@224:flip", "lite2@384:flip+lite0@224:flip", "lite2@320:flip+lite0@288:flip",
+    "lite2@320:flip+lite1@240:flip", "lite1@300:flip+lite0@224:flip", "lite1@300:flip+lite2@260:flip",
+    "lite2@320:flip+lite1@300:flip",                    # the preset
+    "lite2@320:flip+lite1@300:flip+lite0@224:flip",
+    "lite2@320:flip+lite1@300:flip+squeezenet@227:flip",
+    "blend:lite2@320:flip|lite1@300:flip", "dense:lite2@320:flip+lite1@300:flip",
+)
+
+
 def default_variants(tokens) -> list[str]:
-    out = []
-    for token in tokens:
-        out += [f"{token}:orig", f"{token}:flip", f"{token}:4", f"{token}:flip+{token}:zoom"]
-    return out
+    """The table, limited to the variants whose features were asked for."""
+    return [spec for spec in TABLE if _tokens(spec) <= set(tokens)]
+
+
+def _tokens(spec: str) -> set[str]:
+    """The "variant@size" features a spec uses: "blend:a:flip|b:flip" -> {"a", "b"}."""
+    body = spec.partition(":")[2] if spec.startswith(("blend:", "dense:")) else spec
+    return {term.partition(":")[0] for term in body.replace("|", "+").split("+")}
 
 
 def _row(name, dims, oof, y, seconds, c):
