@@ -6,7 +6,7 @@ label-noise check (OOF probability of the label below 0.05 from a logistic regre
 noise features) also flag, and how many of the listed photos it finds. Writes the contact sheet of
 the flags at --sheet-k to reports/clean-imagenet/ for looking at.
 
-    python bench/clean_imagenet.py [--voters lite0@224,lite1@240,lite2@260] [--sheet-k 5]
+    python bench/clean_imagenet.py [--sheet-voters lite2@320,lite1@300] [--sheet-k 20] [--sheet-k-cat 20]
 """
 
 from __future__ import annotations
@@ -18,36 +18,34 @@ from pathlib import Path
 import numpy as np
 
 from common import DATA, REPO, fetched_real
+from lite_levers import extractor
 
 from kit import backbones, clean, features, heads  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 
 KS = (1, 2, 3, 5, 10, 20, 60)
-VOTER_SETS = ("lite0@224", "lite2@260", "lite2@320", "lite2@320,lite0@224", "lite0@224,lite1@240,lite2@260",
+VOTER_SETS = ("lite0@224", "lite2@260", "lite2@320", "lite2@320,lite1@300", "lite0@224,lite1@240,lite2@260",
               "lite0@224,lite1@240,lite2@260,lite2@320")
-
-
-def extractor(token: str) -> features.Extractor:
-    variant, size = token.split("@")
-    return features.Extractor(f"efficientnet_{variant}", int(size), "imagenet", (), ("orig", "flip", "zoom", "zoom-flip"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=str(REPO / "cache" / "features"))
-    parser.add_argument("--noise-features", default="lite2@320", help="features of the label-noise logistic regression")
-    parser.add_argument("--sheet-voters", default="lite2@320,lite0@224", help="the cpu preset's backbones")
-    parser.add_argument("--sheet-k", type=int, default=5, help="K for dogs (and cats unless --sheet-k-cat)")
+    parser.add_argument("--noise-features", default="lite2@320,lite1@300",
+                        help="features of the label-noise logistic regression (the cpu preset's)")
+    parser.add_argument("--sheet-voters", default="lite2@320,lite1@300", help="the cpu preset's backbones")
+    parser.add_argument("--sheet-k", type=int, default=20, help="K for dogs (and cats unless --sheet-k-cat)")
     parser.add_argument("--sheet-k-cat", type=int, default=0)
     args = parser.parse_args()
     fetched_real()
     train = read_index(DATA, "train")
     log = lambda m: print(m, file=sys.stderr)
-    tokens = sorted({t for group in (*VOTER_SETS, args.sheet_voters, args.noise_features) for t in group.split(",")})
+    noise_tokens = args.noise_features.split(",")
+    tokens = sorted({t for group in (*VOTER_SETS, args.sheet_voters) for t in group.split(",")} | set(noise_tokens))
     pooled = {t: features.extract(train["path"], extractor(t), args.cache_dir, log=log).features for t in tokens}
     probs = {t: clean.probs_from_pooled(pooled[t][:, :2], *backbones.top_dense(extractor(t).backbone)) for t in tokens}
 
-    x = features.image_vectors([pooled[args.noise_features][:, :2]])
+    x = features.image_vectors([pooled[t][:, :2] for t in noise_tokens])
     oof = heads.logreg(x, train["label"].to_numpy(), x[:1], 5, 0, log=lambda *_: None).oof
     noise = {f.file for f in clean.check_label_noise(train[["id", "label"]].assign(blend=oof), 0.05)}
     known = {f.file for f in clean.check_known(train)}

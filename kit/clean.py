@@ -28,8 +28,8 @@ DOG_CLASSES = range(151, 269)          # ImageNet-1k, Keras order: Chihuahua .. 
 CAT_CLASSES = range(281, 286)          # tabby, tiger cat, Persian, Siamese, Egyptian cat
 BIG_CATS = range(286, 288)             # cougar, lynx: optional for cats
 # Top-K for the imagenet check, chosen on the 3,000 real photos with the cpu preset's two Lite tops
-# (bench/clean_imagenet.py): at 20, both label-noise flags and 4 of the 6 listed photos are caught
-# among 11 flags; at 10 the flags double (cats in cages, kittens), at 60 half the anomalies slip through.
+# (bench/clean_imagenet.py): at 20 it flags 12, among them 4 of the 6 listed photos and 3 of the 5
+# label-noise flags; at 10 the flags double (cats in cages, kittens), at 60 half the listed ones slip through.
 DEFAULT_K = 20
 CHECKS = ("files", "known", "imagenet", "label-noise", "duplicates")
 COLUMNS = ["file", "label", "reason", "score", "action"]
