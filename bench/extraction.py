@@ -22,8 +22,10 @@ from pathlib import Path
 from common import REPO, fetched_real, print_table
 
 
-def throughput(n_images: int) -> list[dict]:
-    """Decode + preprocess + forward pass, timed over whole batches after one warm-up batch."""
+def throughput(n_images: int, tokens=()) -> list[dict]:
+    """Decode + preprocess + forward pass, timed over whole batches after one warm-up batch.
+
+    ``tokens`` ("name@size") limits the run to those; by default every entry at its default size."""
     from kit import backbones, features
     from kit.fetch import read_index
     from kit.generators import ImageBatches
@@ -32,10 +34,12 @@ def throughput(n_images: int) -> list[dict]:
     import_keras()
     paths = read_index(fetched_real(), "train")["path"].tolist()[:n_images]
     rows = []
-    for name in backbones.names():
+    chosen = [t.partition("@") for t in tokens] or [(n, "", "") for n in backbones.names()]
+    for name, _, size_text in chosen:
         entry = backbones.get(name)
-        model = features.feature_model(features.Extractor(name, entry.default_input_size, weights=None))
-        batches = ImageBatches(paths, sizes=(entry.default_input_size,), batch_size=16,
+        size = int(size_text) if size_text else entry.default_input_size
+        model = features.feature_model(features.Extractor(name, size, weights=None))
+        batches = ImageBatches(paths, sizes=(size,), batch_size=16,
                                preprocess=(lambda b, name=name: backbones.preprocess(name, b),))
         model.predict_on_batch(batches[0][0][0])   # trace once on the timed shape
         started = time.perf_counter()
@@ -43,7 +47,7 @@ def throughput(n_images: int) -> list[dict]:
             model.predict_on_batch(batches[i][0][0])
         rate = (len(paths) - 16) / (time.perf_counter() - started)
         batches.close()
-        rows.append({"name": f"{name}@{entry.default_input_size}", "images_per_s": rate})
+        rows.append({"name": f"{name}@{size}", "images_per_s": rate})
         print(f"{name}: {rate:.1f} img/s", file=sys.stderr)
     return rows
 
@@ -82,13 +86,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64, help="16 to warm up + whole batches of 16 timed")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--backbones", default="", help="comma-separated name@size to time (default: every entry)")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         return probe(args.probe)
     if not args.skip_throughput:
-        rows = throughput(args.images)
+        rows = throughput(args.images, [t for t in args.backbones.split(",") if t])
         print_table(f"feature extraction on 2 CPU cores, {args.images - 16} real photos, one view "
                     "(ratio: against squeezenet)", rows, ["images_per_s"], "squeezenet@227", "images_per_s")
     if not args.skip_memory:

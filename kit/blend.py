@@ -11,7 +11,10 @@ import numpy as np
 
 from kit import score
 
-CLIP_GRID = tuple(np.round(np.concatenate([np.arange(0.0005, 0.005, 0.0005),
+# Down to 1e-5: with real ImageNet features an OOF error rate of 0.1-0.5% is common, and the best bound
+# follows the error rate down (0.0062 raw against 0.0065 at 0.0005 on the cleaned real photos).
+CLIP_GRID = tuple(np.round(np.concatenate([[0.00001, 0.0001, 0.0002, 0.0003, 0.0004],
+                                           np.arange(0.0005, 0.005, 0.0005),
                                            np.arange(0.005, 0.051, 0.0025)]), 5))
 FIXED_CLIP = 0.005
 

@@ -27,6 +27,10 @@ KNOWN_LISTS = Path(__file__).parent / "data" / "known_anomalies.csv"
 DOG_CLASSES = range(151, 269)          # ImageNet-1k, Keras order: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)          # tabby, tiger cat, Persian, Siamese, Egyptian cat
 BIG_CATS = range(286, 288)             # cougar, lynx: optional for cats
+# Top-K for the imagenet check, chosen on the 3,000 real photos with the cpu preset's two Lite tops
+# (bench/clean_imagenet.py): at 20 it flags 12, among them 4 of the 6 listed photos and 3 of the 5
+# label-noise flags; at 10 the flags double (cats in cages, kittens), at 60 half the listed ones slip through.
+DEFAULT_K = 20
 CHECKS = ("files", "known", "imagenet", "label-noise", "duplicates")
 COLUMNS = ["file", "label", "reason", "score", "action"]
 EXCLUSIONS = "exclusions.csv"    # in the data dir: what training leaves out
@@ -70,7 +74,7 @@ def check_known(index: pd.DataFrame, lists=("seed004", "consensus", "mislabelled
             for i, named in counts.items() if i in labels]
 
 
-def imagenet_flags(ids, labels, probs: np.ndarray, k_dog: int = 60, k_cat: int = 60,
+def imagenet_flags(ids, labels, probs: np.ndarray, k_dog: int = DEFAULT_K, k_cat: int = DEFAULT_K,
                    big_cats: bool = False) -> np.ndarray:
     """Per image: True when its label's ImageNet classes are all outside its top-K.
 
@@ -87,8 +91,8 @@ def imagenet_flags(ids, labels, probs: np.ndarray, k_dog: int = 60, k_cat: int =
     return flags
 
 
-def check_imagenet(index: pd.DataFrame, probs_by_model: dict[str, np.ndarray], k_dog: int = 60,
-                   k_cat: int = 60, big_cats: bool = False) -> list[Flag]:
+def check_imagenet(index: pd.DataFrame, probs_by_model: dict[str, np.ndarray], k_dog: int = DEFAULT_K,
+                   k_cat: int = DEFAULT_K, big_cats: bool = False) -> list[Flag]:
     """Flag where a majority of the classifiers flag; score is the share that did."""
     if not probs_by_model:
         return []
@@ -97,14 +101,49 @@ def check_imagenet(index: pd.DataFrame, probs_by_model: dict[str, np.ndarray], k
     return [Flag(i, int(l), "imagenet", float(v)) for i, l, v in zip(index["id"], index["label"], votes) if v > 0.5]
 
 
-def imagenet_probs(index: pd.DataFrame, backbone: str, weights: str, batch_size: int = 32) -> np.ndarray:
-    """A registry backbone's 1000-class softmax for every image (needs its weights with the top)."""
+def imagenet_probs(index: pd.DataFrame, extractor, config, log=print) -> np.ndarray:
+    """A backbone's 1000-class softmax for every image, [n, 1000] (1/1000 for an unreadable file).
+
+    Where the top is a Dense layer on the pooled features (EfficientNet-Lite), the probabilities
+    come from the feature cache, averaged over the extractor's views: free when the preset
+    already extracted them. Other backbones run their whole classifier at the extractor's size.
+    """
+    from kit import backbones, features
+
+    if not backbones.get(extractor.backbone).top_on_pooled:
+        return _classifier_probs(index, extractor.backbone, extractor.weights, extractor.size, config.batch_size)
+    feats = features.extract(index["path"], extractor, config.cache_dir, config.batch_size, config.workers,
+                             config.min_side, log)
+    probs = probs_from_pooled(feats.features, *backbones.top_dense(extractor.backbone, extractor.weights))
+    probs[~feats.ok] = 1 / 1000
+    return probs
+
+
+def probs_from_pooled(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Softmax of a Dense top over pooled features [n, views, d], averaged over the views: [n, classes]."""
+    logits = pooled @ kernel + bias
+    logits -= logits.max(axis=-1, keepdims=True)
+    probs = np.exp(logits)
+    return (probs / probs.sum(axis=-1, keepdims=True)).mean(axis=1).astype(np.float32)
+
+
+def imagenet_voters(config, tokens=()) -> list:
+    """The classifiers that vote: ``tokens`` ("name@size", size optional) or, by default, every
+    backbone of the preset that has an ImageNet top, at the preset's size and views."""
+    import dataclasses
+
+    from kit import backbones
+
+    if tokens:
+        return dataclasses.replace(config, backbones=",".join(tokens)).extractors()
+    return [e for e in config.extractors() if backbones.get(e.backbone).has_imagenet_top]
+
+
+def _classifier_probs(index: pd.DataFrame, backbone: str, weights, size: int, batch_size: int = 32) -> np.ndarray:
     from kit import backbones
     from kit.generators import ImageBatches
 
-    entry = backbones.get(backbone)
-    model = backbones.build(backbone, weights=weights, include_top=True)
-    size = entry.default_input_size
+    model = backbones.build(backbone, weights=weights, input_size=size, include_top=True)
     batches = ImageBatches(index["path"], sizes=(size,), batch_size=batch_size,
                            preprocess=(lambda b: backbones.preprocess(backbone, b),))
     out = np.full((len(index), 1000), 1 / 1000, np.float32)
@@ -313,23 +352,23 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     return kept[["id", "label"]].assign(blend=result.oof)
 
 
-def imagenet_classifiers(names, weights: str, log=print) -> tuple[list[str], str]:
-    """The named backbones that can classify ImageNet here, and why none can when none can.
+def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
+    """The voters that can classify ImageNet here (imagenet_voters), and why none can when none can.
 
     A backbone without a 1000-class top (or random weights) does not apply: it is reported
     and left out, not counted as a check that ran. An unknown name is an error.
     """
     from kit import backbones
 
-    if not names:
-        raise KitError("no classifier given: pass --imagenet-backbones, e.g. xception,resnet50")
-    usable, lacking = [], []
-    for name in names:
-        (usable if backbones.get(name).has_imagenet_top else lacking).append(name)
-    if weights.lower() == "none":
+    named = imagenet_voters(config, tokens) if tokens else config.extractors()   # an unknown name: KitError
+    if config.weights.lower() == "none":
         return [], "weights=none: random weights classify nothing"
+    usable = [v for v in named if backbones.get(v.backbone).has_imagenet_top]
+    lacking = sorted({v.backbone for v in named} - {v.backbone for v in usable})
     for name in lacking:
         log(f"clean: imagenet: {name} has no 1000-class ImageNet top; left out of the vote")
+    if not named:
+        return [], f"preset {config.run!r} has no backbones: pass --imagenet-backbones, e.g. efficientnet_lite2"
     return usable, f"{', '.join(lacking)} {'has' if len(lacking) == 1 else 'have'} no 1000-class ImageNet top"
 
 
@@ -340,8 +379,8 @@ def read_noise_run(config, run: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), known_lists=("seed004", "consensus", "mislabelled"),
-              imagenet_backbones=(), k_dog: int = 60, k_cat: int = 60, big_cats: bool = False,
+def run_clean(config, checks=("files", "known", "imagenet", "label-noise", "duplicates"), known_lists=("seed004", "consensus", "mislabelled"),
+              imagenet_backbones=(), k_dog: int = DEFAULT_K, k_cat: int = DEFAULT_K, big_cats: bool = False,
               noise_run: str | None = None, noise_threshold: float = 0.05, max_distance: int = 4,
               rebalance_classes: bool = False, report_dir: str | Path = "reports/clean", log=print) -> dict:
     """Run the chosen checks on the full training index; write report, exclusions and contact sheet."""
@@ -362,12 +401,12 @@ def run_clean(config, checks=("files", "known", "label-noise", "duplicates"), kn
             elif check == "known":
                 flags += check_known(train, known_lists)
             elif check == "imagenet":
-                classifiers, why_not = imagenet_classifiers(imagenet_backbones, config.weights, log)
-                if not classifiers:
+                voters, why_not = imagenet_classifiers(config, imagenet_backbones, log)
+                if not voters:
                     not_applicable[check] = why_not
                     log(f"clean: imagenet: does not apply ({why_not}); not run")
                     continue
-                probs = {name: imagenet_probs(train, name, config.weights) for name in classifiers}
+                probs = {v.label: imagenet_probs(train, v, config, log) for v in voters}
                 flags += check_imagenet(train, probs, k_dog, k_cat, big_cats)
             elif check == "label-noise":
                 oof = read_noise_run(config, noise_run) if noise_run else oof_from_features(train, config, log)

