@@ -129,7 +129,7 @@ def test_a_committed_kernel_per_preset_and_a_variant_per_backbone_at_push_time()
     assert [(s.name, s.preset, s.backbone) for s in SPECS] == [
         ("gpu-classic", "gpu-classic", ""),
         ("gpu-modern", "gpu-modern", ""),
-        ("cpu", "cpu", ""),
+        ("cpu", "cpu", ""),   # a CPU kernel is never split: it needs no GPU quota to share out
     ]
     assert [(s.name, s.preset, s.backbone) for s in VARIANTS] == [
         ("gpu-classic-xception", "gpu-classic", "xception@299"),
@@ -137,7 +137,6 @@ def test_a_committed_kernel_per_preset_and_a_variant_per_backbone_at_push_time()
         ("gpu-classic-resnet50", "gpu-classic", "resnet50@224"),
         ("gpu-modern-efficientnetv2-s", "gpu-modern", "efficientnetv2_s@384"),
         ("gpu-modern-convnext-small", "gpu-modern", "convnext_small@288"),
-        ("cpu", "cpu", ""),   # a CPU kernel is never split: it needs no GPU quota to share out
     ]
     one = kernels.find_spec("gpu-modern-efficientnetv2-s")
     assert one.overrides == {"run": "gpu-modern-efficientnetv2-s", "time_budget_s": float(kaggle_env.TIME_BUDGET_S),
