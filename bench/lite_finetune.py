@@ -1,6 +1,6 @@
 """Fine-tuning EfficientNet-Lite0 on the CPU, one fold, against logistic regression on pooled features.
 
-The fine-tuning runs through kit.finetune.train_fold, the code the `gpu-modern` recipe runs on
+The fine-tuning runs through kit.methods.finetune.train_fold, the code the `gpu-modern` recipe runs on
 Kaggle's GPUs (warm-up of the new head with the backbone frozen, then the top `unfreeze`
 fraction of layers at `finetune_lr`, augmentation, early stopping, flip-averaged predictions),
 with gpu-modern's settings unless given. It is measured on the first of the 5 folds that
@@ -24,7 +24,8 @@ import numpy as np
 from common import DATA, REPO, fetched_real
 from lite_levers import load_blocks, x_of
 
-from kit import blend, config, finetune, heads, score  # noqa: E402
+from kit import blend, config, heads, resume, score  # noqa: E402
+from kit.methods import finetune  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 
 
@@ -48,8 +49,12 @@ def main() -> None:
             "epochs": args.epochs, "unfreeze": args.unfreeze, "finetune_lr": args.lr,
             "batch_size": args.batch_size, "workers": 2, "mixed_precision": "off"})
         started = time.time()
-        val_pred, _, _ = finetune.train_fold("lite0", cfg.extractors(), cfg, 0, train.iloc[tr], train.iloc[va],
-                                             train.iloc[va[:8]], log=lambda m: print(m, file=sys.stderr))
+        log = lambda m: print(m, file=sys.stderr)
+        group, test = cfg.extractors(), train.iloc[va[:8]]
+        identity = resume.fold_identity(resume.run_identity(cfg, train, test, group), group, 0)
+        source = finetune._train_source(train, group, cfg, 1, log)   # the training input train_fold feeds to fit
+        val_pred, _, _ = finetune.train_fold("lite0", group, cfg, 0, train.iloc[tr], train.iloc[va], test, identity,
+                                             log=log, source=source)
         seconds = time.time() - started
         epochs_run = sum(len(open(f).read().splitlines()) - 1 for f in
                          sorted((Path(runs) / "lite0-finetune" / "lite0" / "fold0").glob("history-*.csv")))
