@@ -8,7 +8,6 @@ and peak memory, each model's OOF log loss, the blend weights and the chosen cli
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from kit import dataset, features, heads, images
 from kit.config import Config
