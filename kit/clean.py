@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from kit import fileio, images
+from kit.exclusions import ADDITIONS, EXCLUSIONS
 from kit.errors import KitError
 
 KNOWN_LISTS = Path(__file__).parent / "data" / "known_anomalies.csv"
@@ -33,8 +34,6 @@ BIG_CATS = range(286, 288)             # cougar, lynx: optional for cats
 DEFAULT_K = 20
 CHECKS = ("files", "known", "imagenet", "label-noise", "duplicates")
 COLUMNS = ["file", "label", "reason", "score", "action"]
-EXCLUSIONS = "exclusions.csv"    # in the data dir: what training leaves out
-ADDITIONS = "additions.csv"      # in the data dir: rebalancing copies training adds
 
 
 @dataclass(frozen=True)
@@ -53,12 +52,8 @@ class Flag:
 
 def check_files(index: pd.DataFrame, min_side: int = 16) -> list[Flag]:
     """Files the loader cannot use; score is 0 (there is no degree to it)."""
-    flags = []
-    for row in index.itertuples():
-        result = images.load_image(row.path, target=32, min_side=min_side)
-        if isinstance(result, images.Skip):
-            flags.append(Flag(row.id, row.label, result.reason, 0.0))
-    return flags
+    labels = dict(zip(index["id"], index["label"]))
+    return [Flag(file, labels[file], skip.reason, 0.0) for file, skip in images.unusable(index, min_side).items()]
 
 
 def check_known(index: pd.DataFrame, lists=("seed004", "consensus", "mislabelled")) -> list[Flag]:
@@ -310,28 +305,6 @@ def rebalance(index: pd.DataFrame, excluded_ids, data_dir: Path, seed: int = 0) 
     with fileio.atomic_path(additions) as tmp:
         pd.DataFrame(rows, columns=["id", "path", "label"]).to_csv(tmp, index=False)
     return additions
-
-
-def read_exclusions(data_dir) -> tuple[set | None, pd.DataFrame | None]:
-    """The ids <data_dir>/exclusions.csv lists and the rows of additions.csv (None where absent)."""
-    data_dir = Path(data_dir)
-    excluded = set(pd.read_csv(data_dir / EXCLUSIONS)["id"]) if (data_dir / EXCLUSIONS).is_file() else None
-    added = pd.read_csv(data_dir / ADDITIONS) if (data_dir / ADDITIONS).is_file() else None
-    return excluded, added
-
-
-def apply_exclusions(index: pd.DataFrame, data_dir, log=print) -> pd.DataFrame:
-    """The training index less <data_dir>/exclusions.csv, plus additions.csv when present."""
-    data_dir = Path(data_dir)
-    out = index
-    excluded, added = read_exclusions(data_dir)
-    if excluded is not None:
-        out = out[~out["id"].isin(excluded)]
-        log(f"clean: excluded {len(index) - len(out)} training images listed in {data_dir / EXCLUSIONS}")
-    if added is not None:
-        out = pd.concat([out, added], ignore_index=True)
-        log(f"clean: added {len(added)} rebalancing images from {data_dir / ADDITIONS}")
-    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- the command

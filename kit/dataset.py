@@ -28,7 +28,7 @@ def split_train_val(index: pd.DataFrame, val_fraction: float, seed: int):
 
 def training_index(config, log=print) -> pd.DataFrame:
     """The fetched training index, less the cleaning exclusions, limited for quick runs."""
-    from kit.clean import apply_exclusions
+    from kit.exclusions import apply_exclusions
     from kit.fetch import read_index
 
     index = read_index(config.data_dir, "train")
@@ -39,7 +39,7 @@ def training_index(config, log=print) -> pd.DataFrame:
 
 def exclusions_applied(config) -> dict:
     """The ids `kit clean` took out of training (exclusions.csv) and added to it (additions.csv)."""
-    from kit.clean import read_exclusions
+    from kit.exclusions import read_exclusions
 
     if not config.use_exclusions:
         return {"used": False, "excluded": [], "added": []}

@@ -41,8 +41,8 @@ STAGES = (Stage(3, 1, 1, 32, 16, 1), Stage(3, 2, 6, 16, 24, 2), Stage(5, 2, 6, 2
           Stage(3, 2, 6, 40, 80, 3), Stage(5, 1, 6, 80, 112, 3), Stage(5, 2, 6, 112, 192, 4),
           Stage(3, 1, 6, 192, 320, 1))
 
-# variant -> (width multiplier, depth multiplier, native input size)
-VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
+# variant -> (width multiplier, depth multiplier); the native input sizes are the backbone registry's
+VARIANTS = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -54,7 +54,7 @@ def round_filters(filters: int, width: float, divisor: int = 8) -> int:
 
 def block_plan(variant: str) -> list[tuple[int, int, int, int, int]]:
     """(kernel, stride, expand, filters in, filters out) for every block of ``variant``, in order."""
-    width, depth, _ = VARIANTS[variant]
+    width, depth = VARIANTS[variant]
     plan = []
     for n, stage in enumerate(STAGES):
         fixed = n in (0, len(STAGES) - 1)

@@ -145,6 +145,16 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+def unusable(index, min_side: int = 16) -> dict[str, Skip]:
+    """Image id -> why the loader cannot use it, for every such row of an index (id, path columns)."""
+    found = {}
+    for row in index.itertuples():
+        result = load_image(row.path, target=32, min_side=min_side)
+        if isinstance(result, Skip):
+            found[row.id] = result
+    return found
+
+
 def summarize_skips(skips: list[Skip], what: str) -> str:
     """One line a person can read: '3 train images skipped: 1 empty-file, 2 truncated'."""
     if not skips:

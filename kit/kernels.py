@@ -2,7 +2,7 @@
 
 A kernel runs on Kaggle with no access to this repository, so its script carries the kit's
 sources as text (the modules the kernel imports, found by following `import kit...`
-statements from kit.kernel_run, plus kit/data) and a bootstrap that writes them to a temp
+statements from kit.kernel_run and its method, with the data files beside them) and a bootstrap that writes them to a temp
 folder first on sys.path. Text rather than a compressed archive: the files must rebuild
 byte for byte on any machine (deflate output differs between zlib builds), a diff of a
 rebuilt kernel shows exactly which lines of the kit changed, and it stays far below
@@ -240,25 +240,31 @@ def module_closure(modules: dict[str, str], entries=(ENTRY_MODULE,)) -> list[str
 
 # --- side effects: reading the kit, writing kernels --------------------------------------------
 
-def read_sources(kit_dir: Path = KIT_DIR, method: str | None = None) -> dict[str, str]:
-    """'kit/<path>' -> text for the modules a kernel of `method` (None: any method) needs, and every
-    file under kit/data."""
+def read_sources(kit_dir: Path = KIT_DIR, method: str | None = None, backbone_names=None) -> dict[str, str]:
+    """'kit/<path>' -> text for the modules a kernel of `method` with `backbone_names` needs (None: any),
+    and the data files beside them (a package's non-Python files, such as a list it reads)."""
+    from kit import backbones
+
     modules = {}
     for path in sorted(kit_dir.rglob("*.py")):
         if "__pycache__" not in path.parts:
             relative = path.relative_to(kit_dir).with_suffix("")
             parts = [p for p in relative.parts if p != "__init__"]
             modules[".".join(["kit", *parts])] = _read_text(path)
-    sources = {}
-    # The methods registry imports its modules by name, which no import statement shows.
+    # The methods registry, and backbone entries built elsewhere, name their modules: no import shows them.
     methods = sorted(set(METHODS.values())) if method is None else [METHODS[method]]
-    for module in module_closure(modules, (ENTRY_MODULE, *methods)):
+    names = backbones.names() if backbone_names is None else backbone_names
+    builders = sorted({backbones.get(name).module for name in names} - {""})
+    sources, folders = {}, set()
+    for module in module_closure(modules, (ENTRY_MODULE, *methods, *builders)):
         path = kit_dir.joinpath(*module.split(".")[1:])
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         sources["kit/" + path.relative_to(kit_dir).as_posix()] = modules[module]
-    for path in sorted((kit_dir / "data").rglob("*")):
-        if path.is_file():
-            sources["kit/" + path.relative_to(kit_dir).as_posix()] = _read_text(path)
+        folders.add(path.parent)
+    for folder in sorted(folders):
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix not in (".py", ".pyc"):
+                sources["kit/" + path.relative_to(kit_dir).as_posix()] = _read_text(path)
     return sources
 
 
@@ -293,8 +299,9 @@ def write_kernel(out_dir: Path, spec: KernelSpec, options: BuildOptions = BuildO
 
 
 def spec_sources(spec: KernelSpec) -> dict[str, str]:
-    """The sources a kernel carries: the kit modules its preset's method reaches, and kit/data."""
-    return read_sources(method=resolve(spec.preset).method)
+    """The sources a kernel carries: the kit modules its preset's method and backbones reach, and their data."""
+    config = resolve(spec.preset, spec.overrides)
+    return read_sources(method=config.method, backbone_names=[e.backbone for e in config.extractors()])
 
 
 def stale(out_dir: Path = DEFAULT_OUT, names=None) -> list[str]:

@@ -317,7 +317,9 @@ def test_rebuild_is_byte_identical_and_drops_retired_kernels(built, tmp_path):
 
 def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     sources = kernels.read_sources()
-    assert "kit/kernel_run.py" in sources and "kit/data/known_anomalies.csv" in sources
+    assert "kit/kernel_run.py" in sources and "kit/exclusions.py" in sources
+    # The checks of `kit clean` and the lists they read stay home: a kernel only reads their exclusions.
+    assert "kit/clean.py" not in sources and not any(name.endswith(".csv") for name in sources)
     assert "kit/kaggle_api.py" not in sources and "kit/cli.py" not in sources   # not needed on Kaggle
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
@@ -327,6 +329,10 @@ def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     # Each kernel carries its own method, not the others.
     assert "kit/methods/finetune.py" not in _kit_sources((built / "gpu-classic" / "gpu-classic.py").read_text())
     assert "kit/methods/features.py" not in _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
+    # and the EfficientNet-Lite port only where its preset uses a Lite backbone.
+    lite = {spec.name: "kit/efficientnet_lite.py" in _kit_sources((built / spec.name / f"{spec.name}.py").read_text())
+            for spec in SPECS}
+    assert lite == {"gpu-classic": False, "gpu-modern": False, "cpu": True}
     assert_no_secret(folder=built)         # and the owner is a placeholder, not the builder's name:
     assert not any(USER.encode() in p.read_bytes() for p in built.rglob("*") if p.is_file())
 

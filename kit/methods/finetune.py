@@ -371,8 +371,8 @@ def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
 
 def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:
     """Screen out unusable files before K-fold, so every fold's OOF covers exactly these images."""
-    from kit import clean, images
+    from kit import images
 
-    flags = clean.check_files(train, config.min_side)
-    log(images.summarize_skips([images.Skip(f.file, f.reason) for f in flags], "training"))
-    return ~train["id"].isin({f.file for f in flags}).to_numpy()
+    skips = images.unusable(train, config.min_side)
+    log(images.summarize_skips([images.Skip(file, skip.reason) for file, skip in skips.items()], "training"))
+    return ~train["id"].isin(set(skips)).to_numpy()
