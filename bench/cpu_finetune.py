@@ -28,9 +28,11 @@ import numpy as np
 
 from common import REPO, WEIGHTS, fetched_real
 
-from kit import backbones, blend, features, heads, score  # noqa: E402
+from kit import score  # noqa: E402
+from kit.data.generators import Augment, ImageBatches  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
-from kit.generators import Augment, ImageBatches  # noqa: E402
+from kit.models import backbones, features, heads
+from kit.predict import blend
 from kit.tfquiet import import_keras  # noqa: E402
 
 SIZE = 227
@@ -233,7 +235,7 @@ def finetune_top(maps, pooled, y, k, epochs, lr, c) -> np.ndarray:
 
 def finetune_whole_fold(paths, pooled, y, k, epochs, lr, c, fold=0) -> tuple[np.ndarray, np.ndarray, float]:
     """The whole of SqueezeNet on augmented images, one fold: (validation rows, predictions, seconds)."""
-    from kit.generators import keras_dataset
+    from kit.data.generators import keras_dataset
 
     keras = import_keras()
     started = time.time()

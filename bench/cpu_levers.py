@@ -19,8 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kit import blend, features, heads, score  # noqa: E402
+from kit import score  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
+from kit.models import features, heads
+from kit.predict import blend
 from kit.tfquiet import import_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,9 +26,9 @@ def throughput(n_images: int, tokens=()) -> list[dict]:
     """Decode + preprocess + forward pass, timed over whole batches after one warm-up batch.
 
     ``tokens`` ("name@size") limits the run to those; by default every entry at its default size."""
-    from kit import backbones, features
+    from kit.data.generators import ImageBatches
     from kit.fetch import read_index
-    from kit.generators import ImageBatches
+    from kit.models import backbones, features
     from kit.tfquiet import import_keras
 
     import_keras()
@@ -63,7 +63,8 @@ def probe(n: int) -> None:
     import cv2
     import numpy as np
 
-    from kit import features, synthetic
+    from kit.data import synthetic
+    from kit.models import features
     from kit.tfquiet import import_keras
 
     import_keras()

@@ -27,7 +27,7 @@ WAITED_BELOW = 0.95   # together / model alone under this: the GPU spent time wa
 
 
 def gpu_names() -> list[str]:
-    from kit import accel
+    from kit.run import accel
 
     return [g.name for g in accel.gpus()]
 
@@ -49,10 +49,12 @@ def main() -> int:
         return 0
     from common import fetched_real
 
-    from kit import accel, config, fetch, train_input
+    from kit import config, fetch
+    from kit.data import train_input
+    from kit.data.generators import Augment
     from kit.fetch import read_index
     from kit.methods.finetune import build_model, set_trainable
-    from kit.generators import Augment
+    from kit.run import accel
     from kit.tfquiet import import_keras
 
     keras = import_keras()

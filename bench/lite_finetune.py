@@ -24,9 +24,12 @@ import numpy as np
 from common import DATA, REPO, fetched_real
 from lite_levers import load_blocks, x_of
 
-from kit import blend, config, heads, resume, score  # noqa: E402
-from kit.methods import finetune  # noqa: E402
+from kit import config, score  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
+from kit.methods import finetune  # noqa: E402
+from kit.models import heads
+from kit.predict import blend
+from kit.run import resume
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from common import fetched_real, print_table, timed
 
 
 def kit_rate(paths, sizes, workers, reduced=True) -> float:
-    from kit import generators, images
+    from kit.data import generators, images
 
     if not reduced:   # decode at full scale: what the loader would cost without IMREAD_REDUCED_*
         original = images._reduction_flag

@@ -62,8 +62,8 @@ def rate(images_per_epoch: int, times) -> float:
 
 
 def today(paths, labels, size: int, epochs: int, workers: int) -> float:
-    from kit import backbones
-    from kit.generators import Augment, ImageBatches, keras_dataset
+    from kit.data.generators import Augment, ImageBatches, keras_dataset
+    from kit.models import backbones
 
     batches = ImageBatches(paths, labels, sizes=[size], preprocess=[lambda b: backbones.preprocess(BACKBONE, b)],
                            batch_size=32, augment_with=Augment(), shuffle=True, seed=0, workers=workers)
@@ -74,9 +74,9 @@ def today(paths, labels, size: int, epochs: int, workers: int) -> float:
 
 
 def cached(paths, labels, size: int, epochs: int, workers: int, root: Path, augment: bool) -> tuple[float, float]:
-    from kit import train_input
-    from kit.features import Extractor
-    from kit.generators import Augment
+    from kit.data import train_input
+    from kit.data.generators import Augment
+    from kit.models.features import Extractor
 
     started = time.perf_counter()
     cache = train_input.pixel_cache(paths, [size], root, workers=workers, log=lambda m: print(m, file=sys.stderr))

@@ -37,7 +37,7 @@ def cmd_fetch(args):
 
     cfg = _resolve(args)
     if args.source is None:
-        from kit import download
+        from kit.fetch import download
 
         download.fetch_from_kaggle(cfg.competition, args.data_dir or cfg.data_dir, force=args.force)
         return
@@ -47,29 +47,30 @@ def cmd_fetch(args):
 
 
 def cmd_synth(args):
-    from kit import synthetic
+    from kit.data import synthetic
 
     competition = synthetic.make_competition(args.out, args.train, args.test, args.seed)
     print(f"synth: wrote {competition} and {Path(args.out) / 'test_labels.csv'}")
 
 
 def cmd_train(args):
-    from kit import train
+    from kit.run import train
 
     train.train(_resolve(args))
 
 
 def cmd_predict(args):
-    from kit import predict
+    from kit.predict import submission
 
-    predict.predict(_saved_run_config(args))
+    submission.predict(_saved_run_config(args))
 
 
 def _saved_run_config(args):
     """The config a run was trained with, plus this command's --set overrides (clip bounds, say)."""
     import dataclasses
 
-    from kit import config, rundir
+    from kit import config
+    from kit.run import rundir
 
     requested = _resolve(args)
     saved = config.load_saved(rundir.run_dir(requested) / rundir.CONFIG)
@@ -77,20 +78,20 @@ def _saved_run_config(args):
 
 
 def cmd_score(args):
-    from kit import score
+    from kit.predict import score
 
     result = score.score_file(args.submission, args.labels)
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")
 
 
 def cmd_submit(args):
-    from kit import submit
+    from kit.kaggle import submit
 
     submit.submit(args.file, args.message, _resolve(args), force=args.force)
 
 
 def cmd_submissions(args):
-    from kit import submit
+    from kit.kaggle import submit
 
     submit.show(_resolve(args))
 
@@ -113,7 +114,8 @@ def cmd_report(args):
 
 
 def cmd_runs(args):
-    from kit import report, rundir
+    from kit import report
+    from kit.run import rundir
 
     if args.latest:
         try:
@@ -126,7 +128,7 @@ def cmd_runs(args):
 
 
 def cmd_kernels(args):
-    from kit import kernel_remote, kernels
+    from kit.kaggle import kernel_remote, kernels
 
     options = kernels.BuildOptions(args.weights_dataset, args.machine_shape)
     kernel_remote.run_command(args.action, args.name, _resolve(args), args.kernels_dir, options=options,
@@ -135,7 +137,7 @@ def cmd_kernels(args):
 
 
 def cmd_blend(args):
-    from kit import blend_outputs
+    from kit.predict import blend_outputs
 
     blend_outputs.blend_dirs(args.dirs, _resolve(args), args.name)
 

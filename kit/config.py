@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from kit import COMPETITION
-from kit.methods import METHODS
 from kit.errors import KitError
+from kit.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class Config:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):
             _check_choice("heads", head, HEADS)
-        from kit.features import VIEWS
+        from kit.models.features import VIEWS
 
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)
@@ -97,8 +97,8 @@ class Config:
 
     def extractors(self):
         """The `backbones` string as feature extractors, checked against the registry."""
-        from kit import backbones
-        from kit.features import Extractor
+        from kit.models import backbones
+        from kit.models.features import Extractor
 
         out = []
         for token in _split(self.backbones):

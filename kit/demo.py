@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit import fetch, predict, score, synthetic, train
+from kit import fetch
 from kit.config import Config
+from kit.data import synthetic
+from kit.predict import score, submission
+from kit.run import train
 
 SOURCE = Path("data/demo-source")   # the synthetic "Kaggle download"
 
@@ -17,10 +20,10 @@ def run(config: Config, source: Path = SOURCE, n_train: int = 1000, n_test: int 
         synthetic.make_competition(source, n_train=n_train, n_test=n_test, seed=config.seed)
     fetch.fetch_from(source / "competition", config.data_dir, log)
     metrics = train.train(config, log)
-    submission = predict.predict(config, log)
-    result = score.score_file(submission, labels)
+    path = submission.predict(config, log)
+    result = score.score_file(path, labels)
     log(f"demo: test log loss {result['log_loss']:.4f}, accuracy {result['accuracy']:.3f} "
         f"on {result['n']} images (all-0.5 scores 0.6931)")
-    log(f"demo: submission {submission}")
+    log(f"demo: submission {path}")
     return {**metrics, "test_log_loss": result["log_loss"], "test_accuracy": result["accuracy"],
-            "submission": str(submission)}
+            "submission": str(path)}

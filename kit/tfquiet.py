@@ -24,7 +24,7 @@ NOISE = re.compile(
     r"cuda_dnn\.cc|cuda_blas\.cc|cuda_fft\.cc|computation_placer|tensorflow/core/util/port))"
 )
 
-LOGICAL_DEVICES_ENV = "KIT_LOGICAL_DEVICES"   # a testing aid: split the CPU into N devices (kit.accel)
+LOGICAL_DEVICES_ENV = "KIT_LOGICAL_DEVICES"   # a testing aid: split the CPU into N devices (kit.run.accel)
 
 
 def import_keras():

@@ -26,7 +26,7 @@ needs_real_data = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def competition(tmp_path_factory) -> Path:
     """A synthetic competition folder (train.zip, test.zip, sample_submission.csv) with planted bad files."""
-    from kit import synthetic
+    from kit.data import synthetic
 
     return synthetic.make_competition(tmp_path_factory.mktemp("synthetic"), n_train=80, n_test=24, seed=1)
 

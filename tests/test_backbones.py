@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import backbones
 from kit.errors import KitError
+from kit.models import backbones
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUEEZENET_FILE = SHARED_DATA / "weights" / "squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -139,7 +139,7 @@ def test_unknown_name_lists_the_valid_ones():
 def test_import_does_not_load_tensorflow():
     import subprocess
 
-    code = "import sys, kit.backbones; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, kit.models.backbones; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
 
 
@@ -385,7 +385,7 @@ def test_lite_corrupted_file_is_refused_by_its_hash(tmp_path):
 def test_lite_layers_hold_the_state_dict(fresh_keras):
     """Layouts converted as they should be (torch (out, in, kh, kw) -> Keras (kh, kw, in, out), and so on),
     with each BatchNormalization folded into the convolution before it."""
-    from kit import torchfile
+    from kit.models import torchfile
 
     state = torchfile.load_state_dict(backbones.resolve_weights("efficientnet_lite0"))
     model = backbones.build("efficientnet_lite0", input_size=64, include_top=True)

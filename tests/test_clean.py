@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import clean, config, fetch, synthetic
+from kit import clean, config, fetch
+from kit.data import synthetic
 from kit.errors import KitError
 
 
@@ -87,7 +88,8 @@ def test_imagenet_check_with_planted_scores(planted):
 
 def test_imagenet_probs_from_cached_features_match_the_classifier(planted, tmp_path):
     """For a top that is a Dense layer on pooled features, the cache path gives the full classifier's softmax."""
-    from kit import backbones, features, generators
+    from kit.data import generators
+    from kit.models import backbones, features
 
     cfg, _ = planted
     cfg = config.Config(**{**cfg.to_dict(), "cache_dir": str(tmp_path), "backbones": "efficientnet_lite0@64",
@@ -143,7 +145,7 @@ def test_clean_command_writes_report_sheet_exclusions_and_training_honours_them(
     sheet = __import__("cv2").imread(summary["contact_sheet"])
     assert sheet is not None and sheet.std() > 0
     messages = []
-    from kit import dataset
+    from kit.data import dataset
 
     kept = dataset.training_index(cfg, log=messages.append)
     assert not excluded & set(kept["id"]) and len(kept) == 120 + 7 + 5 - 7

@@ -6,8 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import blend, config, features, generators, heads, predict, rundir, score, train
+from kit import config
+from kit.data import generators
 from kit.fetch import read_index
+from kit.models import features, heads
+from kit.predict import submission
+from kit.predict import blend, score
+from kit.run import rundir, train
 
 
 def _paths(fetched, n=12):
@@ -212,7 +217,7 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
     assert [r["stage"] for r in metrics["stages"]][-1] == "blend"
     assert any("6 train and test images skipped" in m for m in messages)   # 4 unusable train + 2 test
-    path = predict.predict(cfg, log=lambda *_: None)
+    path = submission.predict(cfg, log=lambda *_: None)
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["local_score_kind"] == "oof"
     assert sidecar["clip"] == metrics["clip_chosen"]
@@ -260,5 +265,5 @@ def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monke
     assert {"loss", "val_loss"} <= set(history.columns)
     if method == "finetune":
         assert list(rundir.run_dir(cfg).rglob("history-finetune.csv"))
-    path = predict.predict(cfg, log=lambda *_: None)
+    path = submission.predict(cfg, log=lambda *_: None)
     assert len(pd.read_csv(path)) == 24

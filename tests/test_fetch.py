@@ -7,7 +7,8 @@ import zipfile
 import pandas as pd
 import pytest
 
-from kit import fetch, synthetic
+from kit import fetch
+from kit.data import synthetic
 from kit.errors import KitError
 
 quiet = dict(log=lambda *_: None)

@@ -21,7 +21,7 @@ def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
 
 def test_the_check_itself_runs_on_two_cpu_replicas(tmp_path):
     """The GPU path of the script, smoke-run on a CPU split in two (no GPU is lent to this project's tests)."""
-    from kit import synthetic
+    from kit.data import synthetic
 
     source = synthetic.make_competition(tmp_path / "source", n_train=64, n_test=4, planted=False)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "KIT_LOGICAL_DEVICES": "2", "PYTHONPATH": str(REPO)}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kit import images, synthetic
+from kit.data import images, synthetic
 
 
 @pytest.fixture

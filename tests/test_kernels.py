@@ -24,9 +24,13 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION, blend_outputs, kaggle_env, kernel_remote, kernel_run, kernels, resume, score, submit, synthetic
+from kit import COMPETITION
 from kit.config import Config, resolve
+from kit.data import synthetic
 from kit.errors import KitError
+from kit.kaggle import kaggle_env, kernel_remote, kernel_run, kernels, submit
+from kit.predict import blend_outputs, score
+from kit.run import resume
 
 SPECS = kernels.kernel_specs()
 VARIANTS = kernels.variant_specs()
@@ -262,10 +266,10 @@ def test_a_tpu_is_refused_because_tensorflow_does_not_use_it():
 
 
 def test_closure_follows_every_import_of_a_kit_module():
-    modules = {"kit": "", "kit.kernel_run": "from kit import a\n\ndef later():\n    import kit.sub.deep\n",
+    modules = {"kit": "", "kit.kaggle.kernel_run": "from kit import a\n\ndef later():\n    import kit.sub.deep\n",
                "kit.a": "from kit.b import thing\nfrom kit import COMPETITION\n", "kit.b": "", "kit.sub": "",
                "kit.sub.deep": "", "kit.report": "import kit.a\n"}
-    assert kernels.module_closure(modules) == ["kit", "kit.a", "kit.b", "kit.kernel_run", "kit.sub", "kit.sub.deep"]
+    assert kernels.module_closure(modules) == ["kit", "kit.a", "kit.b", "kit.kaggle.kernel_run", "kit.sub", "kit.sub.deep"]
 
 
 def test_script_carries_awkward_text_exactly():
@@ -317,10 +321,10 @@ def test_rebuild_is_byte_identical_and_drops_retired_kernels(built, tmp_path):
 
 def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     sources = kernels.read_sources()
-    assert "kit/kernel_run.py" in sources and "kit/exclusions.py" in sources
+    assert "kit/kaggle/kernel_run.py" in sources and "kit/data/exclusions.py" in sources
     # The checks of `kit clean` and the lists they read stay home: a kernel only reads their exclusions.
-    assert "kit/clean.py" not in sources and not any(name.endswith(".csv") for name in sources)
-    assert "kit/kaggle_api.py" not in sources and "kit/cli.py" not in sources   # not needed on Kaggle
+    assert "kit/clean/__init__.py" not in sources and not any(name.endswith(".csv") for name in sources)
+    assert "kit/kaggle/kaggle_api.py" not in sources and "kit/cli.py" not in sources   # not needed on Kaggle
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
         assert script.stat().st_size < 400_000, "Kaggle refuses 1 MB; stay well under it"
@@ -330,7 +334,7 @@ def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     assert "kit/methods/finetune.py" not in _kit_sources((built / "gpu-classic" / "gpu-classic.py").read_text())
     assert "kit/methods/features.py" not in _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
     # and the EfficientNet-Lite port only where its preset uses a Lite backbone.
-    lite = {spec.name: "kit/efficientnet_lite.py" in _kit_sources((built / spec.name / f"{spec.name}.py").read_text())
+    lite = {spec.name: "kit/models/efficientnet_lite.py" in _kit_sources((built / spec.name / f"{spec.name}.py").read_text())
             for spec in SPECS}
     assert lite == {"gpu-classic": False, "gpu-modern": False, "cpu": True}
     assert_no_secret(folder=built)         # and the owner is a placeholder, not the builder's name:
@@ -384,7 +388,7 @@ def test_test_overrides_are_ignored_inside_kaggle():
 
 
 def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
-    from kit import kaggle_env
+    from kit.kaggle import kaggle_env
 
     monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
@@ -449,7 +453,7 @@ def test_kernels_carry_a_time_budget_under_the_session_limit():
 
 
 def test_importing_the_kernel_modules_stays_light():
-    code = ("import kit.kernels, kit.kernel_run, kit.kernel_remote, kit.kaggle_env, kit.blend_outputs, sys; "
+    code = ("import kit.kaggle.kernels, kit.kaggle.kernel_run, kit.kaggle.kernel_remote, kit.kaggle.kaggle_env, kit.predict.blend_outputs, sys; "
             "heavy = [m for m in ('tensorflow', 'keras', 'kaggle') if m in sys.modules]; assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import needs_real_data
 
-from kit import backbones
+from kit.models import backbones
 
 DOGS, CATS = range(151, 269), range(281, 286)
 
@@ -89,7 +89,7 @@ def real_sample(tmp_path_factory):
 
 
 def _pixels(paths, size: int) -> np.ndarray:
-    from kit import generators
+    from kit.data import generators
 
     return np.stack([generators.decode_sizes(p, (size,))[size] for p in paths])
 
@@ -118,7 +118,7 @@ def test_pooled_features_survive_a_jpeg_re_encode(real_sample, tmp_path, fresh_k
     to its own original's, far closer than to any other photo's."""
     import cv2
 
-    from kit import features
+    from kit.models import features
 
     name, size = "efficientnet_lite0", 224
     originals = list(real_sample["path"].iloc[:12])

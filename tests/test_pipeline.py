@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, predict, rundir, score, train
+from kit import config
 from kit.errors import KitError
+from kit.predict import submission
+from kit.predict import score
+from kit.run import rundir, train
 
 TINY = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
 
@@ -46,7 +49,7 @@ def test_training_reports_skips_and_validation_loss(trained):
 
 
 def test_validation_split_is_stratified_and_seeded(fetched):
-    from kit import dataset
+    from kit.data import dataset
     from kit.fetch import read_index
 
     index = read_index(fetched, "train")
@@ -61,7 +64,7 @@ def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetc
     cfg, metrics, _ = trained
     cfg = config.Config(**{**cfg.to_dict(), "clip_low": 0.02, "clip_high": 0.98})
     messages = []
-    path = predict.predict(cfg, log=messages.append)
+    path = submission.predict(cfg, log=messages.append)
     sub = pd.read_csv(path)
     assert list(sub.columns) == ["id", "label"] and sub["id"].tolist() == list(range(1, 25))
     assert sub["label"].between(0.02, 0.98).all()
@@ -79,7 +82,7 @@ def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetc
 def test_predict_without_training_says_so(fetched, tmp_path):
     cfg = config.resolve("demo", {"data_dir": str(fetched), "runs_dir": str(tmp_path)})
     with pytest.raises(KitError, match="run `python -m kit train` first"):
-        predict.predict(cfg)
+        submission.predict(cfg)
 
 
 @pytest.mark.slow

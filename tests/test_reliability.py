@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run_kit
-from kit import fetch, images, lock, synthetic
+from kit import fetch, lock
+from kit.data import images, synthetic
 
 TINY_FEATURES = ["--preset", "cpu", "--set", "backbones=tiny@32", "--set", "weights=none", "--set", "folds=2",
                  "--set", "head_epochs=2", "--set", "heads=logreg"]

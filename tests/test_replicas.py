@@ -20,8 +20,11 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, score, synthetic, train
+from kit import config
+from kit.data import synthetic
 from kit.methods import finetune
+from kit.predict import score
+from kit.run import train
 from kit.tfquiet import import_keras
 
 REPLICA_TOLERANCE = 1e-3     # absolute, on probabilities

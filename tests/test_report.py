@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, predict, report, train
+from kit import config, report
 from kit.errors import KitError
+from kit.predict import submission
+from kit.run import train
 
 TINY_CNN = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
 TINY_FEATURES = {"backbones": "tiny@32", "weights": "none", "heads": "logreg,dense", "folds": 3, "head_epochs": 5}
@@ -20,7 +22,7 @@ def _trained(root: Path, preset: str, overrides: dict, fetched) -> config.Config
     cfg = config.resolve(preset, {**overrides, "data_dir": str(fetched), "runs_dir": str(root / "runs"),
                                   "submissions_dir": str(root / "subs"), "cache_dir": str(root / "cache")})
     train.train(cfg, log=lambda *_: None)
-    predict.predict(cfg, log=lambda *_: None)
+    submission.predict(cfg, log=lambda *_: None)
     return cfg
 
 
@@ -141,7 +143,8 @@ def test_histories_of_a_finetune_run_join_the_phases(tmp_path):
 
 @pytest.mark.parametrize("name,size", [("tiny", 32), ("squeezenet", 64)])
 def test_gradcam_and_activations_on_backbones(name, size):
-    from kit import backbones, gradcam
+    from kit.models import backbones
+    from kit.report import gradcam
 
     net = backbones.build(name, weights=None, input_size=size)
     rng = np.random.default_rng(0)
@@ -162,7 +165,7 @@ def test_gradcam_and_activations_on_backbones(name, size):
 
 
 def test_gradcam_explains_the_cnn_logit_towards_the_chosen_class(cnn_page):
-    from kit import gradcam
+    from kit.report import gradcam
     from kit.tfquiet import import_keras
 
     keras = import_keras()

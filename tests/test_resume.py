@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, fetch, resume, rundir, seeding, train
+from kit import config, fetch
+from kit.run import resume, rundir, seeding, train
 
 TINY = {"backbones": "tiny@32", "weights": "none", "heads": "logreg", "folds": 2}
 

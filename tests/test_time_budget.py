@@ -8,10 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, predict, rundir, score, train
+from kit import config
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.time_budget import UNFROZEN_OVER_FROZEN, Budget
+from kit.predict import submission
+from kit.predict import score
+from kit.run import rundir, train
+from kit.run.time_budget import UNFROZEN_OVER_FROZEN, Budget
 
 
 class Clock:
@@ -119,7 +122,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
     with np.load(fold / "predictions.npz") as saved:
         np.testing.assert_allclose(pd.read_csv(run / "test_predictions.csv")["blend"], saved["test"], rtol=1e-12)
 
-    path = predict.predict(cfg, log=lambda *_: None)
+    path = submission.predict(cfg, log=lambda *_: None)
     sample = pd.read_csv(fetched / SAMPLE)
     assert len(score.validate_submission(pd.read_csv(path), sample["id"], source="budget run")) == len(sample)
     assert json.loads(path.with_suffix(".json").read_text())["local_score_kind"] == "oof"

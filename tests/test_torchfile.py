@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import backbones, torchfile
 from kit.errors import KitError
+from kit.models import backbones, torchfile
 
 pytestmark = pytest.mark.bad_input
 

@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from kit import backbones, train_input
-from kit.features import Extractor
+from kit.data import train_input
+from kit.data.generators import Augment, decode_sizes
 from kit.fetch import read_index
-from kit.generators import Augment, decode_sizes
+from kit.models import backbones
+from kit.models.features import Extractor
 
 STILL = Augment(flip=False, rotation=0, shift=0, shear=0, zoom=0, brightness=0, contrast=0, saturation=0, gamma=0,
                 noise=0)

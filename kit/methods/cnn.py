@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import dataset, faults, fileio, images, models, plots, provenance, resume, score
+from kit import faults, fileio, plots, provenance
 from kit.config import Config
-from kit.rundir import METRICS, SKIPPED, VAL_PREDICTIONS, start_run, write_skips
+from kit.data import dataset, images
+from kit.models import scratch
+from kit.predict import score
+from kit.run import resume
+from kit.run.rundir import METRICS, SKIPPED, VAL_PREDICTIONS, start_run, write_skips
 from kit.tfquiet import keras_verbosity
 
 
@@ -34,7 +38,7 @@ def train(config: Config, log=print) -> dict:
     y_train = train_df["label"].to_numpy()[ok_train]
     val_df = val_df[ok_val].reset_index(drop=True)
 
-    model = models.build(config)
+    model = scratch.build(config)
     model.fit(x_train, y_train, validation_data=(x_val, val_df["label"].to_numpy()),
               epochs=config.epochs, batch_size=config.batch_size, verbose=keras_verbosity(),
               callbacks=[keras.callbacks.CSVLogger(str(out / "history.csv")),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit import dataset, features, heads, images
 from kit.config import Config
+from kit.data import dataset, images
 from kit.fetch import read_index
-from kit.rundir import SKIPPED, Stages, finish_run, start_run, write_skips
+from kit.models import features, heads
+from kit.run.rundir import SKIPPED, Stages, finish_run, start_run, write_skips
 
 
 def train(config: Config, log=print) -> dict:

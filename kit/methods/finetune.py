@@ -9,10 +9,10 @@
 Each fold keeps its model and early-stopping state after every epoch (see PhaseCheckpoint),
 so a killed run resumes from its last finished epoch and ends as an uninterrupted run
 does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
-says what shaped its work (kit/resume.py): work shaped otherwise is set aside, not reused.
+says what shaped its work (kit/run/resume.py): work shaped otherwise is set aside, not reused.
 Out-of-fold and test predictions average the original and the mirrored image.
 Folds run fold by fold across the models, under `time_budget_s` when one is set
-(kit/time_budget.py); training reads its images from kit/train_input.py's pixel cache.
+(kit/run/time_budget.py); training reads its images from kit/data/train_input.py's pixel cache.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import accel, backbones, dataset, faults, fileio, heads, resume, score, seeding, time_budget, train_input
+from kit import faults, fileio
 from kit.config import Config
+from kit.data import dataset, train_input
+from kit.data.generators import Augment, ImageBatches
 from kit.errors import KitError
 from kit.fetch import read_index
-from kit.generators import Augment, ImageBatches
+from kit.models import backbones, heads
 from kit.plots import redraw_curves_callback
-from kit.rundir import Stages, finish_run, run_dir, start_run
+from kit.predict import score
+from kit.run import accel, resume, seeding, time_budget
+from kit.run.rundir import Stages, finish_run, run_dir, start_run
 from kit.tfquiet import import_keras, keras_verbosity
 
 
@@ -62,7 +66,7 @@ def set_trainable(net, fraction: float) -> None:
 
 
 def _batches(extractors, frame, config: Config, flip: bool = False) -> ImageBatches:
-    """The files decoded in order, for predictions (training reads the pixel cache: kit/train_input.py)."""
+    """The files decoded in order, for predictions (training reads the pixel cache: kit/data/train_input.py)."""
     prep = [lambda b, name=ex.backbone: backbones.preprocess(name, b) for ex in extractors]
     return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
                         sizes=[ex.size for ex in extractors], preprocess=prep, batch_size=config.batch_size,
@@ -371,7 +375,7 @@ def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
 
 def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:
     """Screen out unusable files before K-fold, so every fold's OOF covers exactly these images."""
-    from kit import images
+    from kit.data import images
 
     skips = images.unusable(train, config.min_side)
     log(images.summarize_skips([images.Skip(file, skip.reason) for file, skip in skips.items()], "training"))

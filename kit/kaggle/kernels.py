@@ -2,7 +2,7 @@
 
 A kernel runs on Kaggle with no access to this repository, so its script carries the kit's
 sources as text (the modules the kernel imports, found by following `import kit...`
-statements from kit.kernel_run and its method, with the data files beside them) and a bootstrap that writes them to a temp
+statements from kit.kaggle.kernel_run and its method, with the data files beside them) and a bootstrap that writes them to a temp
 folder first on sys.path. Text rather than a compressed archive: the files must rebuild
 byte for byte on any machine (deflate output differs between zlib builds), a diff of a
 rebuilt kernel shows exactly which lines of the kit changed, and it stays far below
@@ -26,9 +26,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import COMPETITION, fileio, kaggle_env
+from kit import COMPETITION, fileio
 from kit.config import PRESETS, resolve
 from kit.errors import KitError
+from kit.kaggle import kaggle_env
 from kit.methods import METHODS
 
 KERNEL_PRESETS = ("gpu-classic", "gpu-modern", "cpu")
@@ -45,8 +46,8 @@ TPU_SHAPES = ("tpuv5e8",)
 CURRENT_ACCELERATORS = ("NvidiaTeslaT4 (GPU T4 x2, the default) and TpuV5E8 (TPU v5e-8, which TensorFlow does not "
                         "use on Kaggle's TPU image)")
 METADATA = "kernel-metadata.json"
-ENTRY_MODULE = "kit.kernel_run"
-KIT_DIR = Path(__file__).resolve().parent
+ENTRY_MODULE = "kit.kaggle.kernel_run"
+KIT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("kernels")
 SOURCE_LIMIT = 1_000_000                     # Kaggle refuses a longer kernel source
 
@@ -186,7 +187,7 @@ def sources_digest(sources: dict[str, str]) -> str:
 
 
 def kernel_settings(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict:
-    """The KERNEL dict the script's cells hand to kit.kernel_run."""
+    """The KERNEL dict the script's cells hand to kit.kaggle.kernel_run."""
     return {"name": spec.name, "preset": spec.preset, "overrides": spec.overrides,
             "weights_dataset": options.weights_dataset, "sources_sha256": sources_digest(sources)}
 
@@ -243,7 +244,7 @@ def module_closure(modules: dict[str, str], entries=(ENTRY_MODULE,)) -> list[str
 def read_sources(kit_dir: Path = KIT_DIR, method: str | None = None, backbone_names=None) -> dict[str, str]:
     """'kit/<path>' -> text for the modules a kernel of `method` with `backbone_names` needs (None: any),
     and the data files beside them (a package's non-Python files, such as a list it reads)."""
-    from kit import backbones
+    from kit.models import backbones
 
     modules = {}
     for path in sorted(kit_dir.rglob("*.py")):
@@ -440,7 +441,7 @@ outside Kaggle with `DIR/input/{COMPETITION}/`."""
 
 
 def _weights_from_pip(config) -> bool:
-    from kit import backbones
+    from kit.models import backbones
 
     return any(backbones.get(e.backbone).weights is not None and backbones.get(e.backbone).weights.package
                for e in config.extractors())

@@ -1,4 +1,4 @@
-"""`train`: the config's method trains one run (kit/methods/ holds them; kit/rundir.py its folder)."""
+"""`train`: the config's method trains one run (kit/methods/ holds them; kit/run/rundir.py its folder)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from kit import images
+from kit.data import images
 from kit.errors import KitError
 
 
@@ -28,7 +28,7 @@ def split_train_val(index: pd.DataFrame, val_fraction: float, seed: int):
 
 def training_index(config, log=print) -> pd.DataFrame:
     """The fetched training index, less the cleaning exclusions, limited for quick runs."""
-    from kit.exclusions import apply_exclusions
+    from kit.data.exclusions import apply_exclusions
     from kit.fetch import read_index
 
     index = read_index(config.data_dir, "train")
@@ -39,7 +39,7 @@ def training_index(config, log=print) -> pd.DataFrame:
 
 def exclusions_applied(config) -> dict:
     """The ids `kit clean` took out of training (exclusions.csv) and added to it (additions.csv)."""
-    from kit.exclusions import read_exclusions
+    from kit.data.exclusions import read_exclusions
 
     if not config.use_exclusions:
         return {"used": False, "excluded": [], "added": []}
@@ -62,7 +62,7 @@ def load_arrays(paths, size: int, min_side: int = 16, workers: int = 2, desc: st
     """Decode and resize every path. Returns (array[N_ok, size, size, 3] uint8, ok mask, skips)."""
     from tqdm import tqdm
 
-    from kit.generators import decode_sizes
+    from kit.data.generators import decode_sizes
 
     paths = list(paths)
     out = np.zeros((len(paths), size, size, 3), np.uint8)

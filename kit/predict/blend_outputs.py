@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, fileio, resume, score
+from kit import fileio
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
-from kit.kernel_run import DONE_NAME
-from kit.rundir import CONFIG, METRICS, OOF
-from kit.rundir import TEST_PREDICTIONS as TEST
+from kit.kaggle.kernel_run import DONE_NAME
+from kit.predict import blend, score
+from kit.run import resume
+from kit.run.rundir import CONFIG, METRICS, OOF
+from kit.run.rundir import TEST_PREDICTIONS as TEST
 
 NOT_MODELS = ("id", "label", "blend")
 
@@ -41,7 +43,7 @@ class Aligned:
 
 def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     """Blend the DIRs' models on OOF, choose the clip, write submissions/<name>.csv and its sidecar."""
-    from kit.predict import write_submission
+    from kit.predict.submission import write_submission
 
     folders = [Path(d) for d in dirs]
     aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})

@@ -12,7 +12,7 @@ or no network (our machines, internet-off Kaggle kernels), it is one line naming
 it is looked for in and where to get it. The network is probed with a short connect before Keras'
 own download, which would otherwise only fail after a long timeout.
 
-TensorFlow and Keras are imported inside the functions that need them: ``import kit.backbones``
+TensorFlow and Keras are imported inside the functions that need them: ``import kit.models.backbones``
 stays cheap, so the command line can list backbones or validate options without loading TensorFlow.
 """
 
@@ -101,7 +101,7 @@ class Backbone:
     # probabilities then come from cached features, at no extra forward pass (see top_dense).
     top_on_pooled: bool = False
     # The kit module that holds the constructor, when it is not this one. It is imported by name when the
-    # model is built, so `import kit.backbones` stays small and a Kaggle kernel carries the module only
+    # model is built, so `import kit.models.backbones` stays small and a Kaggle kernel carries the module only
     # when its preset uses the backbone.
     module: str = ""
 
@@ -290,7 +290,7 @@ _LITE = {
     "lite2": (260, "efficientnet-lite2-9656183e.pth",
               "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.6),
 }
-_LITE_MODULE = "kit.efficientnet_lite"
+_LITE_MODULE = "kit.models.efficientnet_lite"
 
 
 def _build_from_module(module: str, variant: str, input_size: int, weights_path: Optional[str], include_top: bool):

@@ -23,8 +23,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from kit import faults, fetch, fileio, kaggle_api
+from kit import faults, fetch, fileio
 from kit.errors import KitError
+from kit.kaggle import kaggle_api
 
 RECORD = "download.json"
 PARTIAL_SUFFIX = ".kaggle-partial"   # the client's resume marker beside the file

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, fileio, images, plots, score
+from kit import fileio, plots
 from kit.config import Config, load_saved
+from kit.data import images
 from kit.errors import KitError
 from kit.fetch import read_index
-from kit.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
+from kit.predict import blend, score
+from kit.run.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
 
 GRID = 12           # pictures per grid
 CAMS = 4            # pictures per Grad-CAM group
@@ -207,7 +209,7 @@ def _pictures_and_maps(run: Run, out: Path, layer: str | None, log) -> list[str]
              for _, row in mistakes.head(CAMS).iterrows()]
     picks += [(row["path"], f"{Path(row['path']).name} · test", row["prob"]) for _, row in uncertain.head(CAMS).iterrows()]
     try:
-        from kit import explain
+        from kit.report import explain
 
         subject = explain.subject_for(run.path, run.config, log)
     except KitError as exc:
@@ -297,7 +299,7 @@ def _gradcam_section(subject, picks, out: Path) -> str:
 
 
 def _inside_section(subject, picks, layer: str | None, out: Path) -> str:
-    from kit import gradcam
+    from kit.report import gradcam
 
     head = "<h2>Inside the network</h2>"
     parts = [head]

@@ -6,7 +6,7 @@ extraction honour, so a removal can be reviewed and undone by editing or deletin
 
 Checks, each with its own reason code:
 - files:        unusable files, with the loader's reason (empty-file, truncated, ...)
-- known:        published lists of known anomalies (kit/data/known_anomalies.csv)
+- known:        published lists of known anomalies (kit/clean/known_anomalies.csv)
 - imagenet:     an ImageNet classifier's top-K holds no class of the image's label
 - label-noise:  out-of-fold predictions that contradict the label most strongly
 - duplicates:   perceptual-hash twins with conflicting labels, and train images also in test
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio, images
-from kit.exclusions import ADDITIONS, EXCLUSIONS
+from kit import fileio
+from kit.data import images
+from kit.data.exclusions import ADDITIONS, EXCLUSIONS
 from kit.errors import KitError
 
-KNOWN_LISTS = Path(__file__).parent / "data" / "known_anomalies.csv"
+KNOWN_LISTS = Path(__file__).parent / "known_anomalies.csv"
 DOG_CLASSES = range(151, 269)          # ImageNet-1k, Keras order: Chihuahua .. Mexican hairless
 CAT_CLASSES = range(281, 286)          # tabby, tiger cat, Persian, Siamese, Egyptian cat
 BIG_CATS = range(286, 288)             # cougar, lynx: optional for cats
@@ -103,7 +104,7 @@ def imagenet_probs(index: pd.DataFrame, extractor, config, log=print) -> np.ndar
     come from the feature cache, averaged over the extractor's views: free when the preset
     already extracted them. Other backbones run their whole classifier at the extractor's size.
     """
-    from kit import backbones, features
+    from kit.models import backbones, features
 
     if not backbones.get(extractor.backbone).top_on_pooled:
         return _classifier_probs(index, extractor.backbone, extractor.weights, extractor.size, config.batch_size)
@@ -127,7 +128,7 @@ def imagenet_voters(config, tokens=()) -> list:
     backbone of the preset that has an ImageNet top, at the preset's size and views."""
     import dataclasses
 
-    from kit import backbones
+    from kit.models import backbones
 
     if tokens:
         return dataclasses.replace(config, backbones=",".join(tokens)).extractors()
@@ -135,8 +136,8 @@ def imagenet_voters(config, tokens=()) -> list:
 
 
 def _classifier_probs(index: pd.DataFrame, backbone: str, weights, size: int, batch_size: int = 32) -> np.ndarray:
-    from kit import backbones
-    from kit.generators import ImageBatches
+    from kit.data.generators import ImageBatches
+    from kit.models import backbones
 
     model = backbones.build(backbone, weights=weights, input_size=size, include_top=True)
     batches = ImageBatches(index["path"], sizes=(size,), batch_size=batch_size,
@@ -280,7 +281,7 @@ def rebalance(index: pd.DataFrame, excluded_ids, data_dir: Path, seed: int = 0) 
     image of the same class, so the class counts stay as they were. Written to additions.csv."""
     import cv2
 
-    from kit.generators import Augment, augment
+    from kit.data.generators import Augment, augment
 
     rng = np.random.default_rng(seed)
     folder = Path(data_dir) / "rebalanced"
@@ -311,7 +312,7 @@ def rebalance(index: pd.DataFrame, excluded_ids, data_dir: Path, seed: int = 0) 
 
 def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     """Out-of-fold probabilities from a logistic regression on the preset's cached features."""
-    from kit import features, heads
+    from kit.models import features, heads
 
     if not config.extractors():
         raise KitError(f"label-noise needs a preset with backbones (e.g. --preset cpu), not {config.run!r}")
@@ -331,7 +332,7 @@ def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
     A backbone without a 1000-class top (or random weights) does not apply: it is reported
     and left out, not counted as a check that ran. An unknown name is an error.
     """
-    from kit import backbones
+    from kit.models import backbones
 
     named = imagenet_voters(config, tokens) if tokens else config.extractors()   # an unknown name: KitError
     if config.weights.lower() == "none":

@@ -22,8 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
-from kit import faults, fileio, images
-from kit.generators import ImageBatches
+from kit import faults, fileio
+from kit.data import images
+from kit.data.generators import ImageBatches
 
 PART_ROWS = 512   # images per part file: the most work an interruption can lose
 VIEWS = ("orig", "flip", "zoom", "zoom-flip")
@@ -62,7 +63,7 @@ def file_key(path: str) -> str:
 
 def weights_id(extractor: Extractor) -> str:
     """What the weights are, by content where there is a file, so a swapped file misses the cache."""
-    from kit import backbones
+    from kit.models import backbones
 
     if extractor.weights is None:
         return "random"
@@ -103,7 +104,7 @@ def write_part(folder: Path, keys: list[str], rows: np.ndarray) -> None:
 
 def feature_model(extractor: Extractor):
     """The backbone with its pooled output, plus global-average-pooled intermediate layers."""
-    from kit import backbones
+    from kit.models import backbones
     from kit.tfquiet import import_keras
 
     keras = import_keras()
@@ -124,7 +125,7 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
     """Features for every path, computing only the images the cache lacks."""
     from tqdm import tqdm
 
-    from kit import backbones
+    from kit.models import backbones
 
     started = time.time()
     paths = [str(p) for p in paths]

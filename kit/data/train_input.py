@@ -39,9 +39,10 @@ from typing import Sequence
 
 import numpy as np
 
-from kit import backbones, images
+from kit.data import images
+from kit.data.generators import Augment, decode_sizes
 from kit.errors import KitError
-from kit.generators import Augment, decode_sizes
+from kit.models import backbones
 
 CACHE_FORMAT = 1
 DONE = "cache.json"

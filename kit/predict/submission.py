@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import blend, dataset, faults, fileio, images, provenance, score
+from kit import faults, fileio, provenance
 from kit.config import Config
+from kit.data import dataset, images
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.rundir import OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics, write_skips
+from kit.predict import blend, score
+from kit.run.rundir import OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics, write_skips
 from kit.tfquiet import keras_verbosity
 
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read

@@ -3,7 +3,7 @@
 Lite is EfficientNet-B0..B2 made friendly to integer accelerators: ReLU6 instead of swish, no
 squeeze-excitation, and a stem (32 filters) and head (1280) that are not scaled with the width; the
 first and last stages keep their block count too. The ImageNet weights are PyTorch state dicts
-(``kit.torchfile`` reads them) whose names follow the lukemelas EfficientNet-PyTorch layout
+(``kit.models.torchfile`` reads them) whose names follow the lukemelas EfficientNet-PyTorch layout
 (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ...). Layer names here are those names with
 "." turned into "_", so the mapping from one to the other is mechanical.
 
@@ -106,7 +106,7 @@ def build(variant: str, input_size: int, weights_path: Optional[str], include_to
 
 def load_weights(model, path: str) -> None:
     """Copy a lukemelas-layout state dict into ``model``, checking that every layer and shape matches."""
-    from kit import torchfile
+    from kit.models import torchfile
 
     state = torchfile.load_state_dict(path)
     used = set()

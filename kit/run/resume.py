@@ -48,7 +48,8 @@ def frame_digest(frame: pd.DataFrame, columns=("id", "label")) -> str:
 
 def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
     """Everything that shaped a run trained on `train` (and predicting `test`)."""
-    from kit import dataset, features
+    from kit.data import dataset
+    from kit.models import features
 
     extractors = config.extractors() if extractors is None else extractors
     return {
@@ -62,7 +63,7 @@ def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extract
 
 def record(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
     """metrics.json's account of what shaped a run: its digest, identity and the exclusions applied."""
-    from kit import dataset
+    from kit.data import dataset
 
     identity = run_identity(config, train, test, extractors)
     return {"digest": digest(identity), "identity": identity, "exclusions": dataset.exclusions_applied(config)}

@@ -17,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit import fileio, kaggle_api, kernels
+from kit import fileio
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
+from kit.kaggle import kaggle_api, kernels
 
 SUBMISSION, SIDECAR, DONE = "submission.csv", "submission.json", "kernel.json"
 LOG_TAIL_LINES = 30
@@ -176,7 +177,7 @@ def publish_submission(folder: Path, path: Path, ref: str, log=print) -> Path:
 
 def submit(name: str, message: str, config: Config, force: bool = False, log=print) -> dict:
     """Submit submissions/<name>.csv, checked against the fetched competition or the kernel's copy of the sample."""
-    from kit import submit as submitting
+    from kit.kaggle import submit as submitting
 
     path = Path(config.submissions_dir) / f"{name}.csv"
     if not path.is_file():
