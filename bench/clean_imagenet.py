@@ -20,9 +20,9 @@ import numpy as np
 from common import DATA, REPO, fetched_real
 from lite_levers import extractor
 
-from kit import clean, heads  # noqa: E402
+from kit import clean  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
-from kit.models import backbones, features
+from kit.models import backbones, features, heads  # noqa: E402
 
 KS = (1, 2, 3, 5, 10, 20, 60)
 VOTER_SETS = ("lite0@224", "lite2@260", "lite2@320", "lite2@320,lite1@300", "lite0@224,lite1@240,lite2@260",

@@ -28,11 +28,10 @@ import numpy as np
 
 from common import REPO, WEIGHTS, fetched_real
 
-from kit import score  # noqa: E402
 from kit.data.generators import Augment, ImageBatches  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
-from kit.models import backbones, features, heads
-from kit.predict import blend
+from kit.models import backbones, features, heads  # noqa: E402
+from kit.predict import blend, score  # noqa: E402
 from kit.tfquiet import import_keras  # noqa: E402
 
 SIZE = 227

@@ -19,15 +19,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kit import score  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
-from kit.models import features, heads
-from kit.predict import blend
+from kit.models import features, heads  # noqa: E402
+from kit.predict import blend, score  # noqa: E402
 from kit.tfquiet import import_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("fire7_concat", "fire8_concat")
-ZOOM_VIEWS = ("zoom", "zoom-flip")   # the central 80%, resized back (features.ZOOM), and its mirror
+ZOOM_VIEWS = ("zoom", "zoom-flip")   # the central 80%, resized back (generators.ZOOM), and its mirror
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ class Config:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):
             _check_choice("heads", head, HEADS)
-        from kit.models.features import VIEWS
+        from kit.data.generators import VIEWS
 
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)

@@ -10,8 +10,7 @@ from kit import config
 from kit.data import generators
 from kit.fetch import read_index
 from kit.models import features, heads
-from kit.predict import submission
-from kit.predict import blend, score
+from kit.predict import blend, score, submission
 from kit.run import rundir, train
 
 
@@ -72,13 +71,6 @@ def test_augment_keeps_shape_and_range():
     assert np.abs(generators.augment(image, rng, off).astype(int) - image).max() <= 1
 
 
-def test_flip_view_mirrors(fetched):
-    paths, _ = _paths(fetched, 2)
-    (orig,), _, _ = generators.ImageBatches(paths, sizes=(32,), batch_size=2)[0]
-    (flip,), _, _ = generators.ImageBatches(paths, sizes=(32,), batch_size=2, flip=True)[0]
-    assert np.array_equal(orig[:, :, ::-1], flip)
-
-
 # --------------------------------------------------------------------------- feature cache
 
 TINY = features.Extractor("tiny", 32, weights=None)
@@ -137,12 +129,12 @@ def test_flip_view_features_differ_from_original(fetched, tmp_path):
 def test_views_mirror_and_zoom_into_the_centre():
     batch = np.full((2, 20, 20, 3), 100.0, np.float32)
     batch[:, 2:18, 2:18] = np.random.default_rng(0).random((2, 16, 16, 3))   # the central 80% of the side
-    assert np.array_equal(features.view_of(batch, "orig"), batch)
-    assert np.array_equal(features.view_of(batch, "flip"), batch[:, :, ::-1])
-    zoom = features.view_of(batch, "zoom")
+    assert np.array_equal(generators.view_of(batch, "orig"), batch)
+    assert np.array_equal(generators.view_of(batch, "flip"), batch[:, :, ::-1])
+    zoom = generators.view_of(batch, "zoom")
     assert zoom.shape == batch.shape and zoom.max() < 1.0      # no border pixel survives the zoom
     assert zoom.mean() == pytest.approx(batch[:, 2:18, 2:18].mean(), abs=0.02)   # the centre, stretched
-    assert np.array_equal(features.view_of(batch, "zoom-flip"), zoom[:, :, ::-1])
+    assert np.array_equal(generators.view_of(batch, "zoom-flip"), zoom[:, :, ::-1])
     parsed = config.Config(views=" orig, flip,zoom ,zoom-flip,", backbones="tiny@32").extractors()[0].views
     assert parsed == ("orig", "flip", "zoom", "zoom-flip")
     with pytest.raises(config.KitError, match="views 'rotate' is not one of: orig, flip, zoom, zoom-flip"):

@@ -8,8 +8,7 @@ import pytest
 from conftest import run_kit
 from kit import config
 from kit.errors import KitError
-from kit.predict import submission
-from kit.predict import score
+from kit.predict import score, submission
 from kit.run import rundir, train
 
 TINY = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}

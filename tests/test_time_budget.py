@@ -11,8 +11,7 @@ import pytest
 from kit import config
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.predict import submission
-from kit.predict import score
+from kit.predict import score, submission
 from kit.run import rundir, train
 from kit.run.time_budget import UNFROZEN_OVER_FROZEN, Budget
 

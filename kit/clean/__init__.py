@@ -136,18 +136,15 @@ def imagenet_voters(config, tokens=()) -> list:
 
 
 def _classifier_probs(index: pd.DataFrame, backbone: str, weights, size: int, batch_size: int = 32) -> np.ndarray:
-    from kit.data.generators import ImageBatches
+    from kit.data.generators import ImageBatches, predicted
     from kit.models import backbones
 
     model = backbones.build(backbone, weights=weights, input_size=size, include_top=True)
     batches = ImageBatches(index["path"], sizes=(size,), batch_size=batch_size,
                            preprocess=(lambda b: backbones.preprocess(backbone, b),))
     out = np.full((len(index), 1000), 1 / 1000, np.float32)
-    for i in range(len(batches)):
-        (x,), _, kept = batches[i]
-        if len(kept):
-            out[kept] = model.predict_on_batch(x)
-    batches.close()
+    for kept, probs in predicted(batches, lambda inputs: model.predict_on_batch(inputs[0])):
+        out[kept] = probs
     return out
 
 
@@ -347,7 +344,9 @@ def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
 
 
 def read_noise_run(config, run: str) -> pd.DataFrame:
-    path = Path(config.runs_dir) / run / "oof.csv"
+    from kit.run.rundir import OOF
+
+    path = Path(config.runs_dir) / run / OOF
     if not path.is_file():
         raise KitError(f"--noise-run {run}: no {path}; name a finished features, finetune or frozen run")
     return pd.read_csv(path)

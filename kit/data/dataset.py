@@ -6,8 +6,6 @@ file that cannot be used is returned as a named Skip, never dropped silently.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pandas as pd
 
@@ -59,27 +57,20 @@ def limit_index(index: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
 
 
 def load_arrays(paths, size: int, min_side: int = 16, workers: int = 2, desc: str = "decode"):
-    """Decode and resize every path. Returns (array[N_ok, size, size, 3] uint8, ok mask, skips)."""
+    """Decode and resize every path. Returns (array[N_ok, size, size, 3] uint8, ok mask, skips in path order)."""
     from tqdm import tqdm
 
-    from kit.data.generators import decode_sizes
+    from kit.data.generators import ImageBatches, predicted
 
-    paths = list(paths)
+    paths = [str(p) for p in paths]
+    batches = ImageBatches(paths, sizes=(size,), preprocess=(np.asarray,), batch_size=64, min_side=min_side,
+                           workers=workers)
     out = np.zeros((len(paths), size, size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
-    skips: list[images.Skip] = []
-
-    def work(i):
-        result = decode_sizes(paths[i], (size,), min_side)
-        if isinstance(result, images.Skip):
-            return result
-        out[i] = result[size]
-        ok[i] = True
-        return None
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for skip in tqdm(pool.map(work, range(len(paths))), total=len(paths), desc=desc,
-                         unit="img", mininterval=1, leave=False):
-            if skip is not None:
-                skips.append(skip)
+    with tqdm(total=len(paths), desc=desc, unit="img", mininterval=1, leave=False) as bar:
+        for kept, (x,) in predicted(batches, lambda inputs: inputs):
+            out[kept], ok[kept] = x, True
+            bar.update(len(kept))
+    position = {path: i for i, path in enumerate(paths)}
+    skips: list[images.Skip] = sorted(batches.skips.values(), key=lambda skip: position[skip.path])
     return out[ok], ok, skips

@@ -89,7 +89,7 @@ class ImageBatches:
     def __init__(self, paths, labels=None, sizes: Sequence[int] = (224,),
                  preprocess: Sequence[Callable] | None = None, batch_size: int = 32,
                  augment_with: Augment | None = NO_AUGMENT, shuffle: bool = False, seed: int = 0,
-                 min_side: int = 16, workers: int = 2, flip: bool = False):
+                 min_side: int = 16, workers: int = 2):
         self.paths = [str(p) for p in paths]
         self.labels = None if labels is None else np.asarray(labels, np.float32)
         self.sizes = tuple(sizes)
@@ -101,7 +101,6 @@ class ImageBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.min_side = min_side
-        self.flip = flip            # a test-time view: every image mirrored
         self.skips: dict[str, images.Skip] = {}
         self.epoch = 0
         self._pool = ThreadPoolExecutor(max_workers=workers)
@@ -148,8 +147,6 @@ class ImageBatches:
             for size in result:
                 rng.bit_generator.state = state
                 result[size] = augment(result[size], rng, self.augment_with)
-        if self.flip:
-            result = {size: np.ascontiguousarray(image[:, ::-1]) for size, image in result.items()}
         return result
 
     def close(self) -> None:
@@ -184,3 +181,42 @@ def keras_dataset(batches: ImageBatches, workers: int = 1):
             batches.on_epoch_end()
 
     return _Dataset()
+
+
+def predicted(batches: ImageBatches, predict: Callable):
+    """(kept rows, predict(inputs)) for each batch that has a usable image, decoding the next batch
+    while `predict` runs on this one; the batches are closed at the end."""
+    try:
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = ahead.submit(batches.__getitem__, 0) if len(batches) else None
+            for i in range(len(batches)):
+                inputs, _, kept = pending.result()
+                pending = ahead.submit(batches.__getitem__, i + 1) if i + 1 < len(batches) else None
+                if len(kept):
+                    yield kept, predict(inputs)
+    finally:
+        batches.close()
+
+
+# --------------------------------------------------------------------------- test-time views
+
+VIEWS = ("orig", "flip", "zoom", "zoom-flip")
+ZOOM = 0.8        # the zoom views: the central 80% of each side, resized back to the input size
+
+
+def view_of(batch: np.ndarray, view: str) -> np.ndarray:
+    """One test-time view (see VIEWS) of a batch [n, side, side, channels]."""
+    if view.startswith("zoom"):
+        batch = _centre_zoom(batch)
+    if view.endswith("flip"):
+        batch = batch[:, :, ::-1]
+    return np.ascontiguousarray(batch)
+
+
+def _centre_zoom(batch: np.ndarray) -> np.ndarray:
+    import cv2
+
+    side = batch.shape[1]
+    margin = int(round(side * (1 - ZOOM) / 2))
+    return np.stack([cv2.resize(image[margin:side - margin, margin:side - margin], (side, side),
+                                interpolation=cv2.INTER_LINEAR) for image in batch])

@@ -22,8 +22,10 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, kernels
+from kit.kaggle.kernel_run import DONE_NAME as DONE
+from kit.kaggle.kernel_run import SIDECAR, SUBMISSION
+from kit.predict.submission import submission_path
 
-SUBMISSION, SIDECAR, DONE = "submission.csv", "submission.json", "kernel.json"
 LOG_TAIL_LINES = 30
 
 
@@ -179,7 +181,7 @@ def submit(name: str, message: str, config: Config, force: bool = False, log=pri
     """Submit submissions/<name>.csv, checked against the fetched competition or the kernel's copy of the sample."""
     from kit.kaggle import submit as submitting
 
-    path = Path(config.submissions_dir) / f"{name}.csv"
+    path = submission_path(config, name)
     if not path.is_file():
         raise KitError(f"no {path}: run `make kernel-output KERNEL={name}` first")
     kernel_copy = Path(config.submissions_dir) / name

@@ -33,8 +33,7 @@ from kit.kaggle import kaggle_env
 TEST_OVERRIDES_ENV = "KIT_KERNEL_OVERRIDES"
 LOG_NAME = "kit.log"
 DONE_NAME = "kernel.json"
-SUBMISSION = "submission.csv"
-RUN_FILES = ("oof.csv", "test_predictions.csv", "metrics.json", "config.json", "skipped.csv", "skipped_test.csv")
+SUBMISSION, SIDECAR = "submission.csv", "submission.json"
 SESSION_LIMIT_H = kaggle_env.SESSION_LIMIT_S // 3600
 
 
@@ -145,7 +144,7 @@ def write_outputs(session: Session) -> dict:
         "test_overrides": session.extra, "sources_sha256": kernel["sources_sha256"], "kit_dir": str(session.kit_dir),
         "inside_kaggle": kaggle_env.inside_kaggle(), "gpus": session.devices["gpus"],
         "precision": session.devices["precision"], "stages": session.stages, "seconds": round(log.elapsed(), 1),
-        "outputs": published + [SUBMISSION, "submission.json", LOG_NAME], "finished": provenance.now(),
+        "outputs": published + [SUBMISSION, SIDECAR, LOG_NAME], "finished": provenance.now(),
     }
     fileio.write_json(working / DONE_NAME, summary)
     log(f"kernel {kernel['name']}: finished in {duration(log.elapsed())}; {working / SUBMISSION} and "
@@ -270,9 +269,9 @@ def stage(name: str, log: KernelLog, rows: list):
 def publish(config, working: Path) -> list[str]:
     """Copy the run's small files, and the sample submission that `blend` and `submit` check against."""
     from kit.fetch import SAMPLE
-    from kit.run.rundir import run_dir
+    from kit.run.rundir import RUN_OUTPUTS, run_dir
 
-    copies = [(run_dir(config) / name, name) for name in RUN_FILES] + [(Path(config.data_dir) / SAMPLE, SAMPLE)]
+    copies = [(run_dir(config) / name, name) for name in RUN_OUTPUTS] + [(Path(config.data_dir) / SAMPLE, SAMPLE)]
     published = []
     for source, name in copies:
         if source.is_file():

@@ -389,7 +389,7 @@ KIT_DIR = unpack_kit(KIT_SOURCES)
 # The pipeline, a cell a step, each a call into the kit with its log under it.
 _STEPS = (
     ("Fetch: the competition from `/kaggle/input`, extracted to a scratch folder and indexed.",
-     "from kit import kernel_run\n\nSESSION = kernel_run.start(KERNEL, KIT_DIR)\nkernel_run.fetch(SESSION)"),
+     "from kit.kaggle import kernel_run\n\nSESSION = kernel_run.start(KERNEL, KIT_DIR)\nkernel_run.fetch(SESSION)"),
     ("Train: the preset's method, out-of-fold predictions for every training image, inside the time budget.",
      "kernel_run.train(SESSION)"),
     ("Predict: the test set, clipped and checked, as `submission.csv` with its sidecar.",

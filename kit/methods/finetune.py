@@ -26,7 +26,7 @@ import pandas as pd
 from kit import faults, fileio
 from kit.config import Config
 from kit.data import dataset, train_input
-from kit.data.generators import Augment, ImageBatches
+from kit.data.generators import Augment, ImageBatches, predicted, view_of
 from kit.errors import KitError
 from kit.fetch import read_index
 from kit.models import backbones, heads
@@ -65,28 +65,30 @@ def set_trainable(net, fraction: float) -> None:
         layer.trainable = i >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _batches(extractors, frame, config: Config, flip: bool = False) -> ImageBatches:
+def _batches(extractors, frame, config: Config) -> ImageBatches:
     """The files decoded in order, for predictions (training reads the pixel cache: kit/data/train_input.py)."""
     prep = [lambda b, name=ex.backbone: backbones.preprocess(name, b) for ex in extractors]
     return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
                         sizes=[ex.size for ex in extractors], preprocess=prep, batch_size=config.batch_size,
-                        seed=config.seed, min_side=config.min_side, workers=config.workers, flip=flip)
+                        seed=config.seed, min_side=config.min_side, workers=config.workers)
 
 
 def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the original and mirrored predictions; ok[i] False where the file was unusable."""
+    """Mean of the predictions on the config's test-time views; ok[i] False where the file was unusable."""
+    views = extractors[0].views
+    predict = _predictor(model)
+
+    def mean_of_views(inputs):
+        mean = np.zeros(len(inputs[0]))
+        for view in views:
+            shown = [view_of(x, view) for x in inputs]
+            mean += np.asarray(predict(shown[0] if len(shown) == 1 else tuple(shown)), np.float64).ravel() / len(views)
+        return mean
+
     total = np.zeros(len(frame))
     ok = np.zeros(len(frame), bool)
-    predict = _predictor(model)
-    for flip in (False, True):
-        batches = _batches(extractors, frame, config, flip=flip)
-        for i in range(len(batches)):
-            inputs, _, kept = batches[i]
-            if len(kept):
-                total[kept] += np.asarray(predict(inputs[0] if len(inputs) == 1 else tuple(inputs)),
-                                          np.float64).ravel() / 2
-                ok[kept] = True
-        batches.close()
+    for kept, mean in predicted(_batches(extractors, frame, config), mean_of_views):
+        total[kept], ok[kept] = mean, True
     return np.where(ok, total, 0.5), ok
 
 

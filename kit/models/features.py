@@ -24,11 +24,9 @@ import numpy as np
 
 from kit import faults, fileio
 from kit.data import images
-from kit.data.generators import ImageBatches
+from kit.data.generators import ImageBatches, predicted, view_of
 
 PART_ROWS = 512   # images per part file: the most work an interruption can lose
-VIEWS = ("orig", "flip", "zoom", "zoom-flip")
-ZOOM = 0.8        # the zoom views: the central 80% of each side, resized back to the input size
 
 
 @dataclass(frozen=True)
@@ -146,13 +144,11 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
             batches = ImageBatches([paths[i] for i in part], sizes=(extractor.size,), preprocess=(prep,),
                                    batch_size=batch_size, min_side=min_side, workers=workers)
             part_keys, part_rows = [], []
-            for inputs, _, kept in _prefetched(batches):
-                if len(kept):
-                    part_rows.append(_views(model, inputs[0], extractor.views))
-                    part_keys.extend(keys[part[j]] for j in kept)
+            for kept, rows in predicted(batches, lambda inputs: _views(model, inputs[0], extractor.views)):
+                part_rows.append(rows)
+                part_keys.extend(keys[part[j]] for j in kept)
                 bar.update(len(kept))
             skips.extend(batches.skips.values())
-            batches.close()
             if part_keys:
                 rows = np.concatenate(part_rows).astype(np.float32)
                 write_part(folder, part_keys, rows)
@@ -172,34 +168,6 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
 def _views(model, batch: np.ndarray, views: Sequence[str]) -> np.ndarray:
     """Run the model on each test-time view of a preprocessed batch: [n, views, dim]."""
     return np.stack([np.asarray(model.predict_on_batch(view_of(batch, view)), np.float32) for view in views], axis=1)
-
-
-def view_of(batch: np.ndarray, view: str) -> np.ndarray:
-    """One test-time view (see VIEWS) of a batch [n, side, side, channels]."""
-    if view.startswith("zoom"):
-        batch = _centre_zoom(batch)
-    if view.endswith("flip"):
-        batch = batch[:, :, ::-1]
-    return np.ascontiguousarray(batch)
-
-
-def _centre_zoom(batch: np.ndarray) -> np.ndarray:
-    import cv2
-
-    side = batch.shape[1]
-    margin = int(round(side * (1 - ZOOM) / 2))
-    return np.stack([cv2.resize(image[margin:side - margin, margin:side - margin], (side, side),
-                                interpolation=cv2.INTER_LINEAR) for image in batch])
-
-
-def _prefetched(batches: ImageBatches):
-    """Decode batch i+1 while the model runs on batch i."""
-    with ThreadPoolExecutor(max_workers=1) as ahead:
-        pending = ahead.submit(batches.__getitem__, 0) if len(batches) else None
-        for i in range(len(batches)):
-            current = pending.result()
-            pending = ahead.submit(batches.__getitem__, i + 1) if i + 1 < len(batches) else None
-            yield current
 
 
 def _key_or_none(path: str):

@@ -43,7 +43,7 @@ class Aligned:
 
 def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     """Blend the DIRs' models on OOF, choose the clip, write submissions/<name>.csv and its sidecar."""
-    from kit.predict.submission import write_submission
+    from kit.predict.submission import LocalScore, Submission, submission_path, write_submission
 
     folders = [Path(d) for d in dirs]
     aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})
@@ -55,7 +55,7 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     for model, loss in losses.items():
         log(f"blend: {model}: OOF log loss {loss:.4f}, weight {weights[aligned.names.index(model)]:.3f}")
     # The sidecar's provenance is the inputs', not this command's config (which trained nothing).
-    extra = {"config": None, "blend": {
+    sidecar = {"config": None, "blend": {
         "inputs": {label: describe_input(folder) for label, folder in labelled(folders).items()},
         "weights": {n: float(w) for n, w in zip(aligned.names, weights)},
         "clip": list(clip), "clip_mode": config.clip_mode,
@@ -63,10 +63,10 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
         "oof_log_loss_raw": score.log_loss(aligned.labels, oof_blend),
         "n_oof": int(len(aligned.ids)),
     }}
-    local = {"kind": "oof", "labels": aligned.labels, "probs": oof_blend}
     sample = score.read_csv(sample_path(config, folders), "sample submission")
-    return write_submission(aligned.test_ids, test_blend, sample["id"], dataclasses.replace(config, run=name),
-                            local, log, clip=clip, extra=extra)
+    submission = Submission(aligned.test_ids, test_blend, sample["id"].to_numpy(),
+                            LocalScore("oof", aligned.labels, oof_blend), clip, config.clip_mode, sidecar)
+    return write_submission(submission, dataclasses.replace(config, run=name), submission_path(config, name), log)
 
 
 def describe_input(folder: Path) -> dict:

@@ -6,6 +6,7 @@ written atomically with a JSON sidecar recording how it was made.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,38 @@ from kit.data import dataset, images
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
 from kit.predict import blend, score
-from kit.run.rundir import OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics, write_skips
+from kit.run.rundir import (OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
+                            write_skips)
 from kit.tfquiet import keras_verbosity
 
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
 
 
+@dataclass(frozen=True)
+class LocalScore:
+    """The held-out labels and predictions a submission's local score comes from."""
+
+    kind: str          # "validation" (the CNN's split) or "oof" (out-of-fold)
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a submission file is written from: raw test predictions, the sample's ids they must match,
+    the local score's predictions, and the clip both are scored and written with."""
+
+    ids: np.ndarray
+    probs: np.ndarray
+    sample_ids: np.ndarray
+    local: LocalScore
+    clip: tuple[float, float]
+    clip_mode: str                                 # "fixed", or the mode that chose the clip on OOF
+    sidecar: dict = field(default_factory=dict)    # keys the sidecar adds or replaces (a blend's inputs)
+
+
 def predict(config: Config, log=print, path=None) -> Path:
+    """submissions/<run>.csv (or `path`) and its sidecar, from a finished run."""
     if not is_finished(config):
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
     test = read_index(config.data_dir, "test")
@@ -32,7 +58,15 @@ def predict(config: Config, log=print, path=None) -> Path:
         probs, local = _ensemble_predictions(config, test)
     else:
         probs, local = _cnn_predictions(config, test, log)
-    return write_submission(test["id"], probs, sample["id"], config, local, log, path=path)
+    chosen = saved_metrics(config).get("clip_chosen")
+    submission = Submission(test["id"].to_numpy(), probs, sample["id"].to_numpy(), local, clip_bounds(config),
+                            config.clip_mode if chosen else "fixed")
+    return write_submission(submission, config, Path(path or submission_path(config)), log)
+
+
+def submission_path(config: Config, name: str | None = None) -> Path:
+    """submissions/<run>.csv: the run's submission, or that of `name` (a blend, a kernel's output)."""
+    return Path(config.submissions_dir) / f"{name or config.run}.csv"
 
 
 def _cnn_predictions(config: Config, test: pd.DataFrame, log):
@@ -47,9 +81,9 @@ def _cnn_predictions(config: Config, test: pd.DataFrame, log):
         probs[ok] = model.predict(x, batch_size=config.batch_size, verbose=keras_verbosity()).ravel()
     if skips:
         log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
-        write_skips(run_dir(config) / "skipped_test.csv", skips)
+        write_skips(run_dir(config) / SKIPPED_TEST, skips)
     val = pd.read_csv(run_dir(config) / VAL_PREDICTIONS)
-    return probs, {"kind": "validation", "labels": val["label"], "probs": val["prob"]}
+    return probs, LocalScore("validation", val["label"].to_numpy(), val["prob"].to_numpy())
 
 
 def _ensemble_predictions(config: Config, test: pd.DataFrame):
@@ -58,7 +92,7 @@ def _ensemble_predictions(config: Config, test: pd.DataFrame):
     if predictions["id"].tolist() != test["id"].tolist():
         raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
     oof = pd.read_csv(run_dir(config) / OOF)
-    return predictions["blend"].to_numpy(), {"kind": "oof", "labels": oof["label"], "probs": oof["blend"]}
+    return predictions["blend"].to_numpy(), LocalScore("oof", oof["label"].to_numpy(), oof["blend"].to_numpy())
 
 
 def clip_bounds(config: Config) -> tuple[float, float]:
@@ -66,22 +100,18 @@ def clip_bounds(config: Config) -> tuple[float, float]:
     return blend.clip_bounds(config, saved_metrics(config).get("clip_chosen"))
 
 
-def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=print, *, path=None, clip=None,
-                     extra: dict | None = None) -> Path:
-    """Clip, validate, then write submissions/<run>.csv (or `path`) and its .json sidecar atomically.
+def write_submission(submission: Submission, config: Config, path: Path, log=print) -> Path:
+    """Clip, validate, then write `path` and its .json sidecar atomically.
 
-    `local` holds the labels and predictions the local score comes from (validation split or
-    out-of-fold), so the sidecar's score uses exactly this submission's clip bounds. A caller
-    with no run behind it (a blend of kernel outputs) passes the `clip` it chose and `extra`
-    sidecar keys.
+    The sidecar's local score uses exactly this submission's clip bounds, on the held-out
+    predictions the submission carries (validation split or out-of-fold).
     """
-    low, high = clip or clip_bounds(config)
-    frame = score.validate_submission(pd.DataFrame({"id": ids, "label": score.clip(probs, low, high)}), sample_ids,
-                                      source=f"predictions of run {config.run}")
-    path = Path(path or Path(config.submissions_dir) / f"{config.run}.csv")
-    metrics = saved_metrics(config)
-    local_loss = score.log_loss(local["labels"], score.clip(local["probs"], low, high))
-    fixed_loss = score.log_loss(local["labels"], score.clip(local["probs"], config.clip_low, config.clip_high))
+    low, high = submission.clip
+    local = submission.local
+    frame = score.validate_submission(pd.DataFrame({"id": submission.ids, "label": score.clip(submission.probs, low, high)}),
+                                      submission.sample_ids, source=f"predictions of run {config.run}")
+    local_loss = score.log_loss(local.labels, score.clip(local.probs, low, high))
+    fixed_loss = score.log_loss(local.labels, score.clip(local.probs, config.clip_low, config.clip_high))
     # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
     with fileio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
@@ -93,16 +123,16 @@ def write_submission(ids, probs, sample_ids, config: Config, local: dict, log=pr
             "git_commit": provenance.git_commit(),
             "run": config.run,
             "clip": [low, high],
-            "clip_mode": config.clip_mode if clip or metrics.get("clip_chosen") else "fixed",
-            "local_score_kind": local["kind"],
+            "clip_mode": submission.clip_mode,
+            "local_score_kind": local.kind,
             "local_log_loss": local_loss,
             "local_log_loss_fixed_clip": {"clip": [config.clip_low, config.clip_high], "log_loss": fixed_loss},
-            "local_log_loss_raw": score.log_loss(local["labels"], local["probs"]),
-            "local_accuracy": score.accuracy(local["labels"], local["probs"]),
+            "local_log_loss_raw": score.log_loss(local.labels, local.probs),
+            "local_accuracy": score.accuracy(local.labels, local.probs),
             "n_rows": len(frame),
             "config": config.to_dict(),
-            **(extra or {}),
+            **submission.sidecar,
         })
     log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
-        f"local {local['kind']} log loss {local_loss:.4f}")
+        f"local {local.kind} log loss {local_loss:.4f}")
     return path

@@ -27,6 +27,7 @@ from kit.data import images
 from kit.errors import KitError
 from kit.fetch import read_index
 from kit.predict import blend, score
+from kit.predict.submission import submission_path
 from kit.run.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
 
 GRID = 12           # pictures per grid
@@ -98,7 +99,7 @@ def load_run(path: Path) -> Run:
     else:
         held_out, models, kind = pd.read_csv(path / VAL_PREDICTIONS), [], "validation"
     held_out = held_out.merge(index, on="id", how="left")
-    sub = Path(config.submissions_dir) / f"{config.run}.csv"
+    sub = submission_path(config)
     # A submission older than the run was made by an earlier training of it: not this model's.
     current = sub.is_file() and sub.stat().st_mtime >= (path / METRICS).stat().st_mtime
     test, source = None, ""

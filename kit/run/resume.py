@@ -27,7 +27,7 @@ SET_ASIDE = "set-aside"
 NOT_SHAPING = ("competition", "data_dir", "runs_dir", "submissions_dir", "cache_dir", "pixel_cache_dir", "run",
                "workers", "time_budget_s", "clip_mode", "clip_low", "clip_high")
 # Keys only the cnn and features methods read: a fine-tuned fold does not depend on them.
-END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "views", "heads", "head_epochs",
+END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "heads", "head_epochs",
                      "head_learning_rate", "head_dropout", "head_batch_size")
 
 

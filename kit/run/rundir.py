@@ -27,6 +27,9 @@ OOF = "oof.csv"
 TEST_PREDICTIONS = "test_predictions.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
 SKIPPED = "skipped.csv"
+SKIPPED_TEST = "skipped_test.csv"
+# The small files a run leaves beside its model: what a Kaggle kernel publishes as its output.
+RUN_OUTPUTS = (OOF, TEST_PREDICTIONS, METRICS, CONFIG, SKIPPED, SKIPPED_TEST)
 
 
 def run_dir(config: Config) -> Path:
