@@ -55,6 +55,7 @@ class Config:
     seed: int = 42
     deterministic: bool = True              # TensorFlow op determinism: repeatable bytes, slower input pipelines
     use_exclusions: bool = True            # leave out <data_dir>/exclusions.csv (written by `kit clean`)
+    label_noise_c: float = 30.0             # clean: C of the logistic regression whose OOF the label-noise check reads
     limit: int = 0                          # use at most this many training images (0 = all)
     clip_low: float = 0.005
     clip_high: float = 0.995
@@ -83,6 +84,8 @@ class Config:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "mixed", "off"))
         if self.time_budget_s < 0:
             raise KitError(f"config: time_budget_s must be 0 (no budget) or a number of seconds, got {self.time_budget_s}")
+        if self.label_noise_c <= 0:
+            raise KitError(f"config: label_noise_c must be above 0, got {self.label_noise_c}")
         if not 0.0 <= self.unfreeze <= 1.0:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
         for head in _split(self.heads):

@@ -319,7 +319,7 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     x = features.image_vectors([b.features for b in blocks])[ok]
     kept = index[ok].reset_index(drop=True)
     result = heads.run_kfold("logreg", heads.logreg_fold, x, kept["label"].to_numpy(), x[:1],
-                             config.folds, config.seed, c=30.0)
+                             config.folds, config.seed, c=config.label_noise_c)
     return kept[["id", "label"]].assign(blend=result.oof)
 
 

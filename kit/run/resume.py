@@ -21,11 +21,11 @@ from kit import fileio
 
 IDENTITY = "identity.json"
 SET_ASIDE = "set-aside"
-# Where things go, how fast, how long a run may take, and how predictions are clipped afterwards: none
-# of these changes what a model learns (a fold the time budget cut short is kept as it is). Every other
-# key counts, including ones added later.
+# Where things go, how fast, how long a run may take, how predictions are clipped afterwards, and what
+# `kit clean` alone reads: none of these changes what a model learns (a fold the time budget cut short is
+# kept as it is). Every other key counts, including ones added later.
 NOT_SHAPING = ("competition", "data_dir", "runs_dir", "submissions_dir", "cache_dir", "pixel_cache_dir", "run",
-               "workers", "time_budget_s", "clip_mode", "clip_low", "clip_high")
+               "workers", "time_budget_s", "clip_mode", "clip_low", "clip_high", "label_noise_c")
 # Keys only the cnn and features methods read: a fine-tuned fold does not depend on them.
 END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "heads", "head_epochs",
                      "head_learning_rate", "head_dropout", "head_batch_size")
