@@ -48,6 +48,7 @@ class Config:
     dense: int = 512
     dropout: float = 0.5
     augment: bool = True
+    augment_scale: float = 1.0              # finetune/frozen: every augmentation range times this (the mirror aside)
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 1e-4
@@ -84,6 +85,8 @@ class Config:
         _check_choice("mixed_precision", self.mixed_precision, ("auto", "mixed", "off"))
         if self.time_budget_s < 0:
             raise KitError(f"config: time_budget_s must be 0 (no budget) or a number of seconds, got {self.time_budget_s}")
+        if self.augment_scale < 0:
+            raise KitError(f"config: augment_scale must be 0 or more, got {self.augment_scale}")
         if self.label_noise_c <= 0:
             raise KitError(f"config: label_noise_c must be above 0, got {self.label_noise_c}")
         if not 0.0 <= self.unfreeze <= 1.0:

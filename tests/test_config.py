@@ -70,3 +70,21 @@ def test_saved_config_round_trips(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg.to_dict()))
     assert config.load_saved(path) == cfg
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("augment_scale", -0.5, "augment_scale must be 0 or more, got -0.5"),
+    ("label_noise_c", 0.0, "label_noise_c must be above 0, got 0.0"),
+])
+def test_settings_out_of_range_are_one_line(key, value, message):
+    with pytest.raises(KitError, match=message):
+        config.Config(**{key: value})
+
+
+def test_augment_scale_scales_every_range_but_the_mirror():
+    from kit.data.generators import Augment
+
+    half = Augment().scaled(0.5)
+    assert half.flip and half.rotation == Augment().rotation / 2 and half.noise == Augment().noise / 2
+    assert Augment().scaled(1.0) == Augment()    # the default trains exactly as before the setting existed
+    assert all(getattr(Augment().scaled(0.0), name) == 0 for name in ("rotation", "shift", "zoom", "noise", "gamma"))

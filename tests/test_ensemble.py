@@ -126,6 +126,28 @@ def test_flip_view_features_differ_from_original(fetched, tmp_path):
     assert not np.allclose(feats.features[:, 0], feats.features[:, 1])
 
 
+def test_finetune_predictions_average_the_config_s_views(fetched):
+    """A network that answers a picture and its mirror in opposite ways: averaged over orig and flip it says
+    0.5 everywhere; with the orig view alone it does not."""
+    from kit.methods import finetune
+    from kit.tfquiet import import_keras
+
+    keras = import_keras()
+    inputs = keras.Input((32, 32, 3))
+    left_minus_right = keras.layers.Lambda(lambda x: keras.ops.sigmoid(
+        10 * (keras.ops.mean(x[:, :, :16], axis=(1, 2, 3)) - keras.ops.mean(x[:, :, 16:], axis=(1, 2, 3))))[:, None])
+    model = keras.Model(inputs, left_minus_right(inputs))
+    frame = read_index(fetched, "train").head(6)
+    cfg = config.Config(method="finetune", backbones="tiny@32", weights="none", batch_size=4)
+    probs = {}
+    for views in ("orig,flip", "orig"):
+        extractors = config.Config(**{**cfg.to_dict(), "views": views}).extractors()
+        probs[views], ok = finetune.predict_tta(model, extractors, frame, cfg)
+        assert ok.all()
+    assert np.allclose(probs["orig,flip"], 0.5, atol=1e-6)
+    assert np.abs(probs["orig"] - 0.5).max() > 1e-3
+
+
 def test_views_mirror_and_zoom_into_the_centre():
     batch = np.full((2, 20, 20, 3), 100.0, np.float32)
     batch[:, 2:18, 2:18] = np.random.default_rng(0).random((2, 16, 16, 3))   # the central 80% of the side

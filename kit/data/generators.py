@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +31,10 @@ class Augment:
     saturation: float = 0.15
     gamma: float = 0.15         # log-uniform in [1 / (1 + g), 1 + g]
     noise: float = 3.0          # Gaussian noise std in pixel levels
+
+    def scaled(self, factor: float) -> "Augment":
+        """Every range times `factor`; the mirror stays as it is."""
+        return replace(self, **{f.name: getattr(self, f.name) * factor for f in fields(self) if f.name != "flip"})
 
 
 NO_AUGMENT = None

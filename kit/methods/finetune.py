@@ -354,7 +354,7 @@ def _train_source(train: pd.DataFrame, group, config: Config, replicas: int, log
         raise KitError(f"{len(cache.skips)} training images became unreadable while caching, e.g. "
                        f"{cache.skips[0].path} ({cache.skips[0].reason}): fetch again")
     return train_input.TrainInput(cache, group, train["label"].to_numpy(), config.seed,
-                                  Augment() if config.augment else None, replicas)
+                                  Augment().scaled(config.augment_scale) if config.augment else None, replicas)
 
 
 def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
