@@ -357,7 +357,7 @@ def test_truncated_archive_refused(source, tmp_path):
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("args, message", [
-    (["--set", "epochz=1"], "unknown config key 'epochz' in --set; valid keys: augment, backbones"),
+    (["--set", "epochz=1"], "unknown config key 'epochz' in --set; valid keys: augment, augment_scale, backbones"),
     (["--set", "folds=two"], "--set folds: expected int"),
     (["--set", "backbones=vgg19@224"], "unknown backbone 'vgg19'; valid names: xception, inception_v3"),
     (["--preset", "gpu-huge"], "unknown preset 'gpu-huge'; choose one of: "),
