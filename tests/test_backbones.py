@@ -405,3 +405,12 @@ def test_lite_layers_hold_the_state_dict(fresh_keras):
     kernel, bias = model.get_layer("_fc").get_weights()
     np.testing.assert_array_equal(kernel, state["_fc.weight"].T)
     np.testing.assert_array_equal(bias, state["_fc.bias"])
+
+
+def test_a_backbone_whose_module_is_not_carried_is_one_line(monkeypatch):
+    """A kernel carries a backbone's own module (EfficientNet-Lite's port) only when its preset names it."""
+    monkeypatch.setattr(backbones, "_LITE_MODULE", "kit.models.not_carried")
+    entry = backbones._lite_entry("lite0")
+    with pytest.raises(KitError, match=r"^lite0 is built by kit.models.not_carried, which this copy of the kit "
+                                       r"does not have: a Kaggle kernel carries only the backbones its preset names"):
+        entry.constructor(32, None, False)

@@ -294,7 +294,14 @@ _LITE_MODULE = "kit.models.efficientnet_lite"
 
 
 def _build_from_module(module: str, variant: str, input_size: int, weights_path: Optional[str], include_top: bool):
-    return importlib.import_module(module).build(variant, input_size, weights_path, include_top)
+    try:
+        builder = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module:
+            raise
+        raise KitError(f"{variant} is built by {module}, which this copy of the kit does not have: a Kaggle kernel "
+                       "carries only the backbones its preset names, so push a kernel whose preset names this one") from None
+    return builder.build(variant, input_size, weights_path, include_top)
 
 
 def _lite_entry(variant: str) -> Backbone:
