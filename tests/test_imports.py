@@ -29,8 +29,9 @@ def kit_imports(kit: Path = KIT) -> dict[str, set[str]]:
                 found |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 named = {f"{node.module}.{a.name}" for a in node.names}
-                found |= {m for m in named if m in modules} or {node.module}
-                found |= {node.module} if any(m not in modules for m in named) else set()
+                found |= {m for m in named if m in modules}
+                if any(m not in modules for m in named):
+                    found.add(node.module)
         own = {".".join(name.split(".")[:n]) for n in range(1, name.count(".") + 1)}
         found |= {".".join(m.split(".")[:n]) for m in found for n in range(1, m.count(".") + 1)} - own
         graph[name] = {m for m in found if m in modules and m != name and m != "kit"}

@@ -22,8 +22,7 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, kernels
-from kit.kaggle.kernel_run import DONE_NAME as DONE
-from kit.kaggle.kernel_run import SIDECAR, SUBMISSION
+from kit.kaggle.kernel_run import DONE_NAME, SIDECAR, SUBMISSION
 from kit.predict.submission import submission_path
 
 LOG_TAIL_LINES = 30
@@ -153,8 +152,8 @@ def output(name: str, config: Config, force: bool = False, log=print) -> Path:
     with fileio.atomic_dir(target) as partial:
         files = kaggle_api.kernel_output(ref, partial)
     log(f"kernel-output: {len(files)} files from {ref} in {target}")
-    if not (target / DONE).is_file():
-        log(f"kernel-output: warning: no {DONE} in the output, so the kernel did not finish; see {target}")
+    if not (target / DONE_NAME).is_file():
+        log(f"kernel-output: warning: no {DONE_NAME} in the output, so the kernel did not finish; see {target}")
     if not (target / SUBMISSION).is_file() or not (target / SIDECAR).is_file():
         if not force:
             raise KitError(f"the output of {ref} has no {SUBMISSION} with its {SIDECAR}; its log is in {target}")

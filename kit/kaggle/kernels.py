@@ -2,8 +2,8 @@
 
 A kernel runs on Kaggle with no access to this repository, so its script carries the kit's
 sources as text (the modules the kernel imports, found by following `import kit...`
-statements from kit.kaggle.kernel_run and its method, with the data files beside them) and a bootstrap that writes them to a temp
-folder first on sys.path. Text rather than a compressed archive: the files must rebuild
+statements from kit.kaggle.kernel_run, its method and its backbones' modules, with the data
+files beside them) and a bootstrap that writes them to a temp folder first on sys.path. Text rather than a compressed archive: the files must rebuild
 byte for byte on any machine (deflate output differs between zlib builds), a diff of a
 rebuilt kernel shows exactly which lines of the kit changed, and it stays far below
 Kaggle's 1 MB source limit.
@@ -264,7 +264,7 @@ def read_sources(kit_dir: Path = KIT_DIR, method: str | None = None, backbone_na
         folders.add(path.parent)
     for folder in sorted(folders):
         for path in sorted(folder.iterdir()):
-            if path.is_file() and path.suffix not in (".py", ".pyc"):
+            if path.is_file() and path.suffix != ".py":
                 sources["kit/" + path.relative_to(kit_dir).as_posix()] = _read_text(path)
     return sources
 

