@@ -23,13 +23,12 @@ def main() -> None:
     args = parser.parse_args()
     data = fetched_real()
 
-    from kit import config
+    from kit import config, score
     from kit.data import dataset
     from kit.data.generators import keras_dataset
     from kit.fetch import read_index
     from kit.methods import finetune
     from kit.models import features, heads
-    from kit.predict import score
     from kit.tfquiet import import_keras
 
     keras = import_keras()

@@ -31,7 +31,8 @@ from common import REPO, WEIGHTS, fetched_real
 from kit.data.generators import Augment, ImageBatches  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 from kit.models import backbones, features, heads  # noqa: E402
-from kit.predict import blend, score  # noqa: E402
+from kit import score  # noqa: E402
+from kit.predict import blend  # noqa: E402
 from kit.tfquiet import import_keras  # noqa: E402
 
 SIZE = 227

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.fetch import read_index  # noqa: E402
 from kit.models import features, heads  # noqa: E402
-from kit.predict import blend, score  # noqa: E402
+from kit import score  # noqa: E402
+from kit.predict import blend  # noqa: E402
 from kit.tfquiet import import_keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ On a machine without a GPU it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ def main() -> int:
     from kit.data.generators import Augment
     from kit.fetch import read_index
     from kit.methods.finetune import build_model, set_trainable
+    from kit.models import backbones
     from kit.run import accel
     from kit.tfquiet import import_keras
 
@@ -69,7 +71,9 @@ def main() -> int:
         with accel.precision(cfg.mixed_precision) as policy:
             strategy = accel.strategy()
             replicas = strategy.num_replicas_in_sync
-            source = train_input.TrainInput(cache, [extractor], index["label"].to_numpy(), cfg.seed, Augment(), replicas)
+            source = train_input.TrainInput(cache, [extractor.size],
+                                            [functools.partial(backbones.preprocess, extractor.backbone)],
+                                            index["label"].to_numpy(), cfg.seed, Augment(), replicas)
             rows = [i for i in range(len(index)) if cache.ok[i]]
             plan = source.plan(rows, cfg.batch_size)
             images = plan.steps * plan.batch_size

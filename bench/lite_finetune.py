@@ -24,11 +24,11 @@ import numpy as np
 from common import DATA, REPO, fetched_real
 from lite_levers import load_blocks, x_of
 
-from kit import config  # noqa: E402
+from kit import config, score  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 from kit.methods import finetune  # noqa: E402
 from kit.models import heads  # noqa: E402
-from kit.predict import blend, score  # noqa: E402
+from kit.predict import blend  # noqa: E402
 from kit.run import resume  # noqa: E402
 
 

@@ -22,7 +22,8 @@ from common import DATA, REPO, WEIGHTS, fetched_real
 
 from kit.fetch import read_index  # noqa: E402
 from kit.models import features, heads  # noqa: E402
-from kit.predict import blend, score  # noqa: E402
+from kit import score  # noqa: E402
+from kit.predict import blend  # noqa: E402
 
 ALL_VIEWS = ("orig", "flip", "zoom", "zoom-flip")
 EXTRACTORS = ("lite2@320", "lite2@384", "lite0@224", "lite2@260", "lite1@240", "lite0@288", "lite1@300",

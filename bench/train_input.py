@@ -15,6 +15,7 @@ The last line is `train-input ratio R`: the cache's images/s over today's.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import tempfile
@@ -76,12 +77,12 @@ def today(paths, labels, size: int, epochs: int, workers: int) -> float:
 def cached(paths, labels, size: int, epochs: int, workers: int, root: Path, augment: bool) -> tuple[float, float]:
     from kit.data import train_input
     from kit.data.generators import Augment
-    from kit.models.features import Extractor
+    from kit.models import backbones
 
     started = time.perf_counter()
     cache = train_input.pixel_cache(paths, [size], root, workers=workers, log=lambda m: print(m, file=sys.stderr))
     build = len(paths) / (time.perf_counter() - started)
-    source = train_input.TrainInput(cache, [Extractor(BACKBONE, size, None, (), ("orig",))], labels, seed=0,
+    source = train_input.TrainInput(cache, [size], [functools.partial(backbones.preprocess, BACKBONE)], labels, seed=0,
                                     aug=Augment() if augment else None)
     rows = np.arange(len(paths))
     plan = source.plan(rows, 32)

@@ -37,7 +37,7 @@ def cmd_fetch(args):
 
     cfg = _resolve(args)
     if args.source is None:
-        from kit.fetch import download
+        from kit.kaggle import download
 
         download.fetch_from_kaggle(cfg.competition, args.data_dir or cfg.data_dir, force=args.force)
         return
@@ -54,9 +54,9 @@ def cmd_synth(args):
 
 
 def cmd_train(args):
-    from kit.run import train
+    from kit import methods
 
-    train.train(_resolve(args))
+    methods.train(_resolve(args))
 
 
 def cmd_predict(args):
@@ -69,7 +69,7 @@ def _saved_run_config(args):
     """The config a run was trained with, plus this command's --set overrides (clip bounds, say)."""
     import dataclasses
 
-    from kit import config
+    from kit import config, score
     from kit.run import rundir
 
     requested = _resolve(args)
@@ -78,7 +78,6 @@ def _saved_run_config(args):
 
 
 def cmd_score(args):
-    from kit.predict import score
 
     result = score.score_file(args.submission, args.labels)
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")

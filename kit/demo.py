@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit import fetch
+from kit import fetch, methods, score
 from kit.config import Config
 from kit.data import synthetic
-from kit.predict import score, submission
-from kit.run import train
+from kit.predict import submission
 
 SOURCE = Path("data/demo-source")   # the synthetic "Kaggle download"
 
@@ -19,7 +18,7 @@ def run(config: Config, source: Path = SOURCE, n_train: int = 1000, n_test: int 
         log(f"demo: generating a synthetic competition in {source}")
         synthetic.make_competition(source, n_train=n_train, n_test=n_test, seed=config.seed)
     fetch.fetch_from(source / "competition", config.data_dir, log)
-    metrics = train.train(config, log)
+    metrics = methods.train(config, log)
     path = submission.predict(config, log)
     result = score.score_file(path, labels)
     log(f"demo: test log loss {result['log_loss']:.4f}, accuracy {result['accuracy']:.3f} "

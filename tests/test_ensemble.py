@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config
+from kit import config, methods, score
 from kit.data import generators
 from kit.fetch import read_index
 from kit.models import features, heads
-from kit.predict import blend, score, submission
-from kit.run import rundir, train
+from kit.predict import blend, submission
+from kit.run import rundir
 
 
 def _paths(fetched, n=12):
@@ -225,7 +225,7 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
                                  "head_epochs": 5, "data_dir": str(fetched), "runs_dir": str(tmp_path / "runs"),
                                  "submissions_dir": str(tmp_path / "subs"), "cache_dir": str(tmp_path / "cache")})
     messages = []
-    metrics = train.train(cfg, log=messages.append)
+    metrics = methods.train(cfg, log=messages.append)
     oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
     assert len(oof) == metrics["n_train"] == 87 - 4 and set(oof.columns) == {"id", "label", "logreg", "dense", "blend"}
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
@@ -263,13 +263,13 @@ def test_end_to_end_methods_give_oof_and_resume(fetched, tmp_path, method, monke
 
     monkeypatch.setattr(finetune, "train_fold", die_on_second_fold)
     with pytest.raises(KeyboardInterrupt):
-        train.train(cfg, log=lambda *_: None)
+        methods.train(cfg, log=lambda *_: None)
     assert not rundir.is_finished(cfg)
     finished_fold = next(rundir.run_dir(cfg).rglob("predictions.npz"))
     stamp = finished_fold.stat().st_mtime_ns
 
     monkeypatch.setattr(finetune, "train_fold", real)
-    metrics = train.train(cfg, log=lambda *_: None)
+    metrics = methods.train(cfg, log=lambda *_: None)
     assert finished_fold.stat().st_mtime_ns == stamp, "the finished fold was reused, not retrained"
     expected_models = 2 if method == "finetune" else 1
     assert len(metrics["models"]) == expected_models

@@ -39,8 +39,7 @@ from kit import COMPETITION, fetch, fileio
 from kit.config import Config
 from kit.data import synthetic
 from kit.errors import KitError
-from kit.fetch import download
-from kit.kaggle import kaggle_api, ledger, submit
+from kit.kaggle import download, kaggle_api, ledger, submit
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("kaggle") is None,
                                 reason="the official kaggle client is not installed")
@@ -147,7 +146,7 @@ def ledger_rows(work: Path) -> list[dict]:
 # --- import hygiene and secrets ---------------------------------------------------------------
 
 def test_importing_kit_does_not_import_the_client():
-    code = "import kit, kit.cli, kit.kaggle.kaggle_api, kit.fetch.download, kit.kaggle.submit, kit.kaggle.ledger, sys; " \
+    code = "import kit, kit.cli, kit.kaggle.kaggle_api, kit.kaggle.download, kit.kaggle.submit, kit.kaggle.ledger, sys; " \
            "assert 'kaggle' not in sys.modules, 'kaggle imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -24,12 +24,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION
+from kit import COMPETITION, kaggle_env, score
 from kit.config import Config, resolve
 from kit.data import synthetic
 from kit.errors import KitError
-from kit.kaggle import kaggle_env, kernel_remote, kernel_run, kernels, submit
-from kit.predict import blend_outputs, score
+from kit.kaggle import kernel_remote, kernel_run, kernels, submit
+from kit.predict import blend_outputs
 from kit.run import resume
 
 SPECS = kernels.kernel_specs()
@@ -388,8 +388,6 @@ def test_test_overrides_are_ignored_inside_kaggle():
 
 
 def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
-    from kit.kaggle import kaggle_env
-
     monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
     monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
     with pytest.raises(KitError, match="no competition files in .*set KIT_KAGGLE_ROOT"):
@@ -453,7 +451,7 @@ def test_kernels_carry_a_time_budget_under_the_session_limit():
 
 
 def test_importing_the_kernel_modules_stays_light():
-    code = ("import kit.kaggle.kernels, kit.kaggle.kernel_run, kit.kaggle.kernel_remote, kit.kaggle.kaggle_env, kit.predict.blend_outputs, sys; "
+    code = ("import kit.kaggle.kernels, kit.kaggle.kernel_run, kit.kaggle.kernel_remote, kit.kaggle_env, kit.predict.blend_outputs, sys; "
             "heavy = [m for m in ('tensorflow', 'keras', 'kaggle') if m in sys.modules]; assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config
+from kit import config, methods, score
 from kit.errors import KitError
-from kit.predict import score, submission
-from kit.run import rundir, train
+from kit.predict import submission
+from kit.run import rundir
 
 TINY = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
 
@@ -30,7 +30,7 @@ def trained(fetched, tmp_path_factory):
     cfg = config.resolve("demo", {**TINY, "data_dir": str(fetched), "runs_dir": str(root / "runs"),
                                   "submissions_dir": str(root / "submissions")})
     messages = []
-    metrics = train.train(cfg, log=messages.append)
+    metrics = methods.train(cfg, log=messages.append)
     return cfg, metrics, messages
 
 

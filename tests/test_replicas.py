@@ -20,11 +20,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config
+from kit import config, methods, score
 from kit.data import synthetic
 from kit.methods import finetune
-from kit.predict import score
-from kit.run import train
 from kit.tfquiet import import_keras
 
 REPLICA_TOLERANCE = 1e-3     # absolute, on probabilities
@@ -110,7 +108,7 @@ def test_mixed_precision_leaves_the_global_policy_as_it_was(fetched, tmp_path, m
                                  **{key: str(tmp_path / key) for key in ("runs_dir", "submissions_dir",
                                                                          "pixel_cache_dir")},
                                  "data_dir": str(fetched)})
-    metrics = train.train(cfg, log=lambda *_: None)
+    metrics = methods.train(cfg, log=lambda *_: None)
     assert metrics["precision"] == "mixed_float16" and metrics["replicas"] == 1
     assert keras.mixed_precision.global_policy().name == "float32"
 
@@ -120,5 +118,5 @@ def test_mixed_precision_leaves_the_global_policy_as_it_was(fetched, tmp_path, m
 
     monkeypatch.setattr(finetune, "train_fold", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train.train(cfg, log=lambda *_: None)
+        methods.train(cfg, log=lambda *_: None)
     assert keras.mixed_precision.global_policy().name == "float32"

@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, report
+from kit import config, methods, report
 from kit.errors import KitError
 from kit.predict import submission
-from kit.run import train
 
 TINY_CNN = {"image_size": 32, "width": 8, "dense": 16, "epochs": 2, "batch_size": 16, "learning_rate": 1e-3}
 TINY_FEATURES = {"backbones": "tiny@32", "weights": "none", "heads": "logreg,dense", "folds": 3, "head_epochs": 5}
@@ -21,7 +20,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _trained(root: Path, preset: str, overrides: dict, fetched) -> config.Config:
     cfg = config.resolve(preset, {**overrides, "data_dir": str(fetched), "runs_dir": str(root / "runs"),
                                   "submissions_dir": str(root / "subs"), "cache_dir": str(root / "cache")})
-    train.train(cfg, log=lambda *_: None)
+    methods.train(cfg, log=lambda *_: None)
     submission.predict(cfg, log=lambda *_: None)
     return cfg
 

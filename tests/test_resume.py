@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, fetch
-from kit.run import resume, rundir, seeding, train
+from kit import config, fetch, methods
+from kit.run import resume, rundir, seeding
 
 TINY = {"backbones": "tiny@32", "weights": "none", "heads": "logreg", "folds": 2}
 
@@ -84,10 +84,10 @@ def test_metrics_record_the_digest_and_the_exclusions(competition, tmp_path):
     data = fetch.fetch_from(competition, tmp_path / "data", log=lambda *_: None)
     cfg = config.resolve("cpu", {**TINY, "data_dir": str(data), "runs_dir": str(tmp_path / "runs"),
                                  "cache_dir": str(tmp_path / "cache")})
-    first = train.train(cfg, log=lambda *_: None)
+    first = methods.train(cfg, log=lambda *_: None)
     assert first["exclusions"] == {"used": True, "excluded": [], "added": []}
     pd.DataFrame({"id": ["cat.0", "dog.1"], "reason": ["known", "known"]}).to_csv(data / "exclusions.csv", index=False)
-    second = train.train(cfg, log=lambda *_: None)
+    second = methods.train(cfg, log=lambda *_: None)
     saved = json.loads((rundir.run_dir(cfg) / "metrics.json").read_text())
     assert saved["exclusions"] == {"used": True, "excluded": ["cat.0", "dog.1"], "added": []}
     assert saved["digest"] == second["digest"] != first["digest"]

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kit import score
 from kit.errors import KitError
-from kit.predict import score
 
 
 def test_log_loss_known_values():

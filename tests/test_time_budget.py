@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config
+from kit import config, methods, score
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.predict import score, submission
-from kit.run import rundir, train
+from kit.predict import submission
+from kit.run import rundir
 from kit.run.time_budget import UNFROZEN_OVER_FROZEN, Budget
 
 
@@ -103,7 +103,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
                  "pixel_cache_dir": str(tmp_path / "pixels"), "time_budget_s": 0.01}
     cfg = config.resolve("cpu", overrides)
     lines = []
-    metrics = train.train(cfg, log=lines.append)
+    metrics = methods.train(cfg, log=lines.append)
     run = rundir.run_dir(cfg)
     assert metrics["folds_completed"] == 1 and metrics["stopped_by_time_budget"]
     assert metrics["models"]["tiny@32"]["params"]["folds_completed"] == 1
@@ -127,7 +127,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
     assert json.loads(path.with_suffix(".json").read_text())["local_score_kind"] == "oof"
 
     stamp = (fold / "predictions.npz").stat().st_mtime_ns
-    again = train.train(config.resolve("cpu", {**overrides, "time_budget_s": 0.0}), log=lambda *_: None)
+    again = methods.train(config.resolve("cpu", {**overrides, "time_budget_s": 0.0}), log=lambda *_: None)
     assert again["folds_completed"] == 3 and not again["stopped_by_time_budget"]
     assert (fold / "predictions.npz").stat().st_mtime_ns == stamp, "the finished fold is kept, not trained again"
     assert len(pd.read_csv(run / "oof.csv")) == again["n_train"] > 2.5 * len(oof), "every usable image, all folds"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -11,7 +12,6 @@ from kit.data import train_input
 from kit.data.generators import Augment, decode_sizes
 from kit.fetch import read_index
 from kit.models import backbones
-from kit.models.features import Extractor
 
 STILL = Augment(flip=False, rotation=0, shift=0, shear=0, zoom=0, brightness=0, contrast=0, saturation=0, gamma=0,
                 noise=0)
@@ -95,7 +95,7 @@ def test_draws_stay_inside_augments_ranges():
 def test_tensor_preprocessing_is_the_registry_s(name):
     t = tf()
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
-    mapped = train_input.apply_preprocess(t.constant(pixels), train_input.preprocess_map(name))
+    mapped = train_input.apply_preprocess(t.constant(pixels), train_input.preprocess_map(functools.partial(backbones.preprocess, name)))
     np.testing.assert_allclose(np.asarray(mapped), backbones.preprocess(name, pixels), atol=1e-4)
 
 
@@ -131,8 +131,8 @@ def source_for(fetched, tmp_path, replicas=1, aug=Augment()):
     index = read_index(fetched, "train")
     cache = train_input.pixel_cache(index["path"], [32], tmp_path, log=lambda *_: None)
     rows = np.flatnonzero(cache.ok)
-    return train_input.TrainInput(cache, [Extractor("tiny", 32, None, (), ("orig",))], index["label"].to_numpy(),
-                                  seed=5, aug=aug, replicas=replicas), rows
+    return train_input.TrainInput(cache, [32], [functools.partial(backbones.preprocess, "tiny")],
+                                  index["label"].to_numpy(), seed=5, aug=aug, replicas=replicas), rows
 
 
 def batches(dataset) -> list:
@@ -180,6 +180,6 @@ def test_fused_preprocessing_is_the_registry_s():
     t = tf()
     pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
     params = train_input.draw(t.constant([1, 1], t.int64), 2, STILL)
-    mapping = train_input.preprocess_map("squeezenet")
+    mapping = train_input.preprocess_map(functools.partial(backbones.preprocess, "squeezenet"))
     fused = train_input.augment_batch(t.constant(pixels), params, STILL, mapping).numpy()
     np.testing.assert_allclose(fused, backbones.preprocess("squeezenet", pixels), atol=1e-3)

@@ -42,7 +42,6 @@ import numpy as np
 from kit.data import images
 from kit.data.generators import Augment, decode_sizes
 from kit.errors import KitError
-from kit.models import backbones
 
 CACHE_FORMAT = 1
 DONE = "cache.json"
@@ -269,19 +268,19 @@ def _reflect(i, size: int):
     return tf.where(i >= size, period - 1 - i, i)
 
 
-def preprocess_map(backbone: str):
-    """`backbones.preprocess` as (channel order, scale, offset): y[..., c] = x[..., order[c]] * scale[c] + offset[c],
-    read off the function itself, so the tensor pipeline takes preprocessing from the registry and nowhere else."""
+def preprocess_map(preprocess):
+    """A backbone's preprocessing (`preprocess(batch)`, float RGB in [0, 255]) as (channel order, scale, offset):
+    y[..., c] = x[..., order[c]] * scale[c] + offset[c], read off the function itself, so the tensor pipeline
+    takes preprocessing from the registry (kit/models/backbones.py) and nowhere else."""
     probe = np.array([[[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]]], np.float32)
-    out = backbones.preprocess(backbone, probe)[0]
+    out = preprocess(probe)[0]
     offset = out[0]
     matrix = (out[1:] - offset) / 100.0          # row: input channel, column: output channel
     order = np.abs(matrix).argmax(axis=0).astype(np.int32)
     scale = matrix[order, np.arange(3)].astype(np.float32)
     check = np.random.default_rng(0).uniform(0, 255, (1, 8, 3)).astype(np.float32)
-    if not np.allclose(check[..., order] * scale + offset, backbones.preprocess(backbone, check), atol=1e-3):
-        raise KitError(f"the preprocessing of {backbone} is not a per-channel scale and shift, so the tensor "
-                       "pipeline cannot apply it")
+    if not np.allclose(check[..., order] * scale + offset, preprocess(check), atol=1e-3):
+        raise KitError(f"{preprocess!r} is not a per-channel scale and shift, so the tensor pipeline cannot apply it")
     return order, scale, offset.astype(np.float32)
 
 
@@ -315,13 +314,14 @@ def even_batch(batch_size: int, replicas: int) -> int:
 
 
 class TrainInput:
-    """tf.data datasets over a pixel cache for one model's inputs (one per extractor: backbone and size)."""
+    """tf.data datasets over a pixel cache for one model's inputs: one per size, each with its backbone's
+    `preprocess` (as `generators.ImageBatches` takes them)."""
 
-    def __init__(self, cache: PixelCache, extractors, labels: np.ndarray, seed: int, aug: Augment | None,
-                 replicas: int = 1):
-        self.cache, self.extractors, self.labels = cache, list(extractors), np.asarray(labels, np.float32)
+    def __init__(self, cache: PixelCache, sizes: Sequence[int], preprocess: Sequence, labels: np.ndarray, seed: int,
+                 aug: Augment | None, replicas: int = 1):
+        self.cache, self.sizes, self.labels = cache, list(sizes), np.asarray(labels, np.float32)
         self.seed, self.aug, self.replicas = seed, aug, replicas
-        self.maps = [preprocess_map(ex.backbone) for ex in self.extractors]
+        self.maps = [preprocess_map(p) for p in preprocess]
 
     def plan(self, rows, batch_size: int) -> Plan:
         return Plan(np.asarray(rows, np.int64), even_batch(batch_size, self.replicas), self.replicas)
@@ -367,7 +367,7 @@ class TrainInput:
     def _gather(self, idx) -> list:
         import tensorflow as tf
 
-        sizes = [ex.size for ex in self.extractors]
+        sizes = self.sizes
         # Reading the memmap is a copy of whole rows; numpy does it, TensorFlow cannot see the file.
         arrays = tf.numpy_function(lambda i: [self.cache.arrays[s][np.asarray(i)] for s in sizes], [idx],
                                    [tf.uint8] * len(sizes), stateful=False)

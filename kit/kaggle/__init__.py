@@ -1,2 +1,3 @@
-"""Kaggle: the client (imported lazily, secrets scrubbed), what a kernel meets inside Kaggle, building,
-running and fetching kernels, submitting and the ledger of submissions."""
+"""Kaggle: the client (imported lazily, secrets scrubbed), downloading the competition with it, building,
+running and fetching kernels, submitting and the ledger of submissions. What a kernel meets inside
+Kaggle (its input and output folders) is kit/kaggle_env.py's, below the pipeline that reads it."""

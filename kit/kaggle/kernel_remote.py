@@ -22,7 +22,7 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, kernels
-from kit.kaggle.kernel_run import DONE_NAME, SIDECAR, SUBMISSION
+from kit.kaggle_env import DONE_NAME, SIDECAR, SUBMISSION
 from kit.predict.submission import submission_path
 
 LOG_TAIL_LINES = 30

@@ -26,14 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from kit import COMPETITION, fileio, provenance
+from kit import COMPETITION, fileio, kaggle_env, provenance
 from kit.errors import KitError
-from kit.kaggle import kaggle_env
+from kit.kaggle_env import DONE_NAME, LOG_NAME, SIDECAR, SUBMISSION
 
 TEST_OVERRIDES_ENV = "KIT_KERNEL_OVERRIDES"
-LOG_NAME = "kit.log"
-DONE_NAME = "kernel.json"
-SUBMISSION, SIDECAR = "submission.csv", "submission.json"
 SESSION_LIMIT_H = kaggle_env.SESSION_LIMIT_S // 3600
 
 
@@ -118,11 +115,11 @@ def fetch(session: Session) -> None:
 @ends_kernel_on_error
 def train(session: Session) -> None:
     """The preset's method, inside what the time budget has left after fetching."""
-    from kit.run import train as training
+    from kit import methods
 
     session.config = budget_left(session.config, session.log)
     with stage("train", session.log, session.stages):
-        training.train(session.config, session.log)
+        methods.train(session.config, session.log)
 
 
 @ends_kernel_on_error

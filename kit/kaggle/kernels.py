@@ -26,11 +26,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import COMPETITION, fileio
-from kit.config import PRESETS, resolve
+from kit import COMPETITION, fileio, kaggle_env
+from kit.config import METHODS, PRESETS, resolve
 from kit.errors import KitError
-from kit.kaggle import kaggle_env
-from kit.methods import METHODS
 
 KERNEL_PRESETS = ("gpu-classic", "gpu-modern", "cpu")
 # Kaggle CPU kernels: no GPU quota spent, and one kernel for the whole preset (a CPU session's time

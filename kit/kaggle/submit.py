@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit import fileio, provenance
+from kit import fileio, provenance, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, ledger
-from kit.predict import score
 
 # Sidecar keys holding the local log loss at the submission's clip bounds, newest schema first.
 LOCAL_SCORE_KEYS = ("local_log_loss", "val_log_loss", "oof_log_loss")

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio, plots, provenance
+from kit import faults, fileio, plots, provenance, score
 from kit.config import Config
 from kit.data import dataset, images
 from kit.models import scratch
-from kit.predict import score
 from kit.run import resume
 from kit.run.rundir import METRICS, SKIPPED, VAL_PREDICTIONS, start_run, write_skips
 from kit.tfquiet import keras_verbosity

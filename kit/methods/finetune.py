@@ -17,13 +17,14 @@ Folds run fold by fold across the models, under `time_budget_s` when one is set
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio
+from kit import faults, fileio, score
 from kit.config import Config
 from kit.data import dataset, train_input
 from kit.data.generators import Augment, ImageBatches, predicted, view_of
@@ -31,7 +32,6 @@ from kit.errors import KitError
 from kit.fetch import read_index
 from kit.models import backbones, heads
 from kit.plots import redraw_curves_callback
-from kit.predict import score
 from kit.run import accel, resume, seeding, time_budget
 from kit.run.rundir import Stages, finish_run, run_dir, start_run
 from kit.tfquiet import import_keras, keras_verbosity
@@ -67,10 +67,14 @@ def set_trainable(net, fraction: float) -> None:
 
 def _batches(extractors, frame, config: Config) -> ImageBatches:
     """The files decoded in order, for predictions (training reads the pixel cache: kit/data/train_input.py)."""
-    prep = [lambda b, name=ex.backbone: backbones.preprocess(name, b) for ex in extractors]
     return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
-                        sizes=[ex.size for ex in extractors], preprocess=prep, batch_size=config.batch_size,
-                        seed=config.seed, min_side=config.min_side, workers=config.workers)
+                        sizes=[ex.size for ex in extractors], preprocess=_preprocessing(extractors),
+                        batch_size=config.batch_size, seed=config.seed, min_side=config.min_side, workers=config.workers)
+
+
+def _preprocessing(extractors) -> list:
+    """Each input's preprocessing, from the backbone registry."""
+    return [functools.partial(backbones.preprocess, ex.backbone) for ex in extractors]
 
 
 def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -353,8 +357,9 @@ def _train_source(train: pd.DataFrame, group, config: Config, replicas: int, log
     if not cache.ok.all():   # _usable screened these files already; a file changed since then
         raise KitError(f"{len(cache.skips)} training images became unreadable while caching, e.g. "
                        f"{cache.skips[0].path} ({cache.skips[0].reason}): fetch again")
-    return train_input.TrainInput(cache, group, train["label"].to_numpy(), config.seed,
-                                  Augment().scaled(config.augment_scale) if config.augment else None, replicas)
+    return train_input.TrainInput(cache, [ex.size for ex in group], _preprocessing(group), train["label"].to_numpy(),
+                                  config.seed, Augment().scaled(config.augment_scale) if config.augment else None,
+                                  replicas)
 
 
 def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):

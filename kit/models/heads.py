@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kit import score
 from kit.errors import KitError
-from kit.predict import score
 
 # Inverse regularisation for unit-length features: measured best at 30-100 on the real photos, and at
 # 300 or more once the mislabelled and off-topic photos are cleaned out (nothing left to be robust to).

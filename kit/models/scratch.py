@@ -1,9 +1,11 @@
 """Models trained from scratch. Inputs are raw uint8 RGB; scaling and augmentation live
-inside the model, so training, validation and prediction cannot disagree about them."""
+inside the model, so training, validation and prediction cannot disagree about them.
+
+`config` is the run's kit.config.Config, read for its model settings (models sit below the config,
+which checks its values against them, so they take it without importing it)."""
 
 from __future__ import annotations
 
-from kit.config import Config
 from kit.errors import KitError
 
 
@@ -27,7 +29,7 @@ def augmentation(seed: int):
     ], name="augment")
 
 
-def baseline_cnn(config: Config):
+def baseline_cnn(config):
     """Seed 003's network (conv 32-64-128-128, dense 512, sigmoid), scaled to the input size."""
     import keras
     from keras import layers
@@ -52,7 +54,7 @@ def baseline_cnn(config: Config):
 MODELS = {"baseline-cnn": baseline_cnn}
 
 
-def build(config: Config):
+def build(config):
     if config.model not in MODELS:
         raise KitError(f"unknown model {config.model!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[config.model](config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit.predict import score
+from kit import score
 
 # Down to 1e-5: with real ImageNet features an OOF error rate of 0.1-0.5% is common, and the best bound
 # follows the error rate down (0.0062 raw against 0.0065 at 0.0005 on the cleaned real photos).

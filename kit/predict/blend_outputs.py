@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio
+from kit import fileio, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import SAMPLE
-from kit.kaggle.kernel_run import DONE_NAME
-from kit.predict import blend, score
+from kit.kaggle_env import DONE_NAME
+from kit.predict import blend
 from kit.run import resume
 from kit.run.rundir import CONFIG, METRICS, OOF
 from kit.run.rundir import TEST_PREDICTIONS as TEST

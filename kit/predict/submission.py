@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio, provenance
+from kit import faults, fileio, provenance, score
 from kit.config import Config
 from kit.data import dataset, images
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
-from kit.predict import blend, score
+from kit.predict import blend
 from kit.run.rundir import (OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
                             write_skips)
 from kit.tfquiet import keras_verbosity

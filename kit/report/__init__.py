@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio, plots
+from kit import fileio, plots, score
 from kit.config import Config, load_saved
 from kit.data import images
 from kit.errors import KitError
 from kit.fetch import read_index
-from kit.predict import blend, score
+from kit.predict import blend
 from kit.predict.submission import submission_path
 from kit.run.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
 

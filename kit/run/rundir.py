@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio, provenance
+from kit import fileio, provenance, score
 from kit.config import Config
 from kit.data import images
-from kit.predict import blend, score
+from kit.predict import blend
 from kit.run import resume, seeding
 
 CONFIG = "config.json"

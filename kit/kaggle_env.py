@@ -6,7 +6,8 @@ only results belong there: extracted images and model checkpoints go to a scratc
 in the temp dir instead). `KIT_KAGGLE_ROOT` moves /kaggle, so tests and a user's dry run
 can play a kernel on an ordinary machine with a fake input folder.
 
-Nothing here imports TensorFlow or the kaggle client.
+Nothing here imports TensorFlow or the kaggle client, so a blend of downloaded kernel outputs
+(kit/predict/blend_outputs.py) can tell one from a run folder without the Kaggle-facing package.
 """
 
 from __future__ import annotations
@@ -17,15 +18,21 @@ from pathlib import Path
 
 from kit import COMPETITION
 from kit.errors import KitError
+from kit.fetch import SAMPLE, locate_inputs
 
 RUN_TYPE_ENV = "KAGGLE_KERNEL_RUN_TYPE"   # set by Kaggle in every kernel session (Batch, Interactive)
 ROOT_ENV = "KIT_KAGGLE_ROOT"
 DEFAULT_ROOT = "/kaggle"
-SAMPLE = "sample_submission.csv"
 SESSION_LIMIT_S = 12 * 3600     # Kaggle kills a session after 12 hours; a killed kernel leaves no output
 # What a kernel gives itself, from its start: the hour left over covers predicting and writing the
 # outputs after training, and an epoch slower than the slowest one measured.
 TIME_BUDGET_S = 11 * 3600
+# What a kernel writes to the working folder besides the run's own files (RUN_OUTPUTS in kit/run/rundir.py)
+# and the sample submission: the submission with its sidecar, the log, and, last, the summary whose
+# presence marks a finished kernel.
+SUBMISSION, SIDECAR = "submission.csv", "submission.json"
+LOG_NAME = "kit.log"
+DONE_NAME = "kernel.json"
 
 
 def inside_kaggle() -> bool:
@@ -84,5 +91,8 @@ def describe() -> str:
 
 
 def _is_competition(folder: Path) -> bool:
-    return (folder / SAMPLE).is_file() and all(
-        (folder / f"{split}.zip").is_file() or (folder / split).is_dir() for split in ("train", "test"))
+    try:
+        locate_inputs(folder)
+    except KitError:
+        return False
+    return True
