@@ -48,7 +48,7 @@ class Config:
     patience: int = 3                       # early stopping on validation loss
     mixed_precision: str = "auto"           # auto (on GPUs) | mixed | off
     time_budget_s: float = 0.0              # finetune/frozen: start no fold or epoch that would end later (0: none)
-    clip_mode: str = "oof"                  # oof: clip chosen on OOF predictions | fixed: clip_low/clip_high
+    clip_mode: str = "oof"                  # oof: clip chosen on held-out predictions (kit/predict/blend.py) | fixed
     cache_dir: str = "cache/features"
     pixel_cache_dir: str = "cache/pixels"   # finetune/frozen: training images decoded once, uint8, per size
     image_size: int = 150                   # seed 003 trained its CNN at 150 x 150
@@ -66,7 +66,7 @@ class Config:
     use_exclusions: bool = True            # leave out <data_dir>/exclusions.csv (written by `kit clean`)
     label_noise_c: float = 30.0             # clean: C of the logistic regression whose OOF the label-noise check reads
     limit: int = 0                          # use at most this many training images (0 = all)
-    clip_low: float = 0.005
+    clip_low: float = 0.005                 # the fixed clip: submitted with clip_mode=fixed, reported always
     clip_high: float = 0.995
     min_side: int = 16                      # images smaller than this are skipped as degenerate
     workers: int = 2

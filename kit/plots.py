@@ -130,12 +130,12 @@ def redraw_curves_callback(csv_paths: Sequence[str | Path], png_path: str | Path
 # --------------------------------------------------------------------------- calibration
 
 
-def calibration(labels: np.ndarray, probs: dict[str, np.ndarray], clips: dict[str, float], path: str | Path,
-                bins: int = 10) -> Path:
+def calibration(labels: np.ndarray, probs: dict[str, np.ndarray], clips: dict[str, tuple[float, float]],
+                path: str | Path, bins: int = 10) -> Path:
     """Reliability diagram (left) and the predicted-probability histogram per class (right).
 
     `probs` maps a name to predictions; the first is drawn boldest (the blend, or the only
-    model). `clips` maps a label to a clip bound c, drawn as lines at c and 1 - c.
+    model). `clips` maps a label to clip bounds (low, high), each drawn as a line.
     """
     from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
@@ -161,9 +161,9 @@ def calibration(labels: np.ndarray, probs: dict[str, np.ndarray], clips: dict[st
     for value, colour, name in ((0, CAT, "cats"), (1, DOG, "dogs")):
         right.hist(first[labels == value], bins=hist_edges, histtype="step", linewidth=1.6, color=colour,
                    label=f"{name} ({int((labels == value).sum())})")
-    for (name, c), style in zip(clips.items(), (":", "--", "-.")):
-        for x in (c, 1 - c):
-            right.axvline(x, color="black", linestyle=style, linewidth=1, label=f"{name} clip {c:g}" if x == c else None)
+    for (name, (low, high)), style in zip(clips.items(), (":", "--", "-.")):
+        right.axvline(low, color="black", linestyle=style, linewidth=1, label=f"{name} clip [{low:g}, {high:g}]")
+        right.axvline(high, color="black", linestyle=style, linewidth=1)
     right.set_yscale("log")
     right.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
     right.yaxis.set_minor_formatter(NullFormatter())

@@ -213,9 +213,9 @@ def test_blend_prefers_the_better_model():
 def test_clip_choice_tracks_the_error_rate():
     y = np.array([1] * 980 + [0] * 20)          # 2% of the confident answers are wrong
     p = np.full(1000, 0.9999)
-    c, loss = blend.choose_clip(p, y)
-    assert 0.01 <= c <= 0.03
-    assert loss < score.log_loss(y, score.clip(p, 0.005, 0.995))
+    (low, high), loss = blend.choose_clip(p, y)
+    assert 0.01 <= low <= 0.03 and high == 1 - low
+    assert loss < score.log_loss(y, score.clip(p, *blend.fixed_clip(config.Config())))
 
 
 # --------------------------------------------------------------------------- a features run end to end
@@ -227,7 +227,9 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
     messages = []
     metrics = methods.train(cfg, log=messages.append)
     oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
-    assert len(oof) == metrics["n_train"] == 87 - 4 and set(oof.columns) == {"id", "label", "logreg", "dense", "blend"}
+    assert len(oof) == metrics["n_train"] == metrics["n_held_out"] == 87 - 4
+    assert set(oof.columns) == {"id", "label", "logreg", "dense", "blend"} and metrics["scored_on"] == "oof"
+    assert metrics["log_loss_raw"] == pytest.approx(score.log_loss(oof["label"], oof["blend"]))
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
     assert [r["stage"] for r in metrics["stages"]][-1] == "blend"
     assert any("6 train and test images skipped" in m for m in messages)   # 4 unusable train + 2 test
@@ -235,7 +237,7 @@ def test_features_run_writes_oof_and_submission_with_chosen_clip(fetched, tmp_pa
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["local_score_kind"] == "oof"
     assert sidecar["clip"] == metrics["clip_chosen"]
-    assert sidecar["local_log_loss"] == pytest.approx(metrics["oof_log_loss_chosen_clip"])
+    assert sidecar["local_log_loss"] == pytest.approx(metrics["log_loss_chosen_clip"])
     sub = pd.read_csv(path)
     assert len(sub) == 24 and sub["label"].between(*metrics["clip_chosen"]).all()
 

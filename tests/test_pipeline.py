@@ -38,10 +38,21 @@ def test_training_reports_skips_and_validation_loss(trained):
     cfg, metrics, messages = trained
     run = rundir.run_dir(cfg)
     assert any(m.startswith("4 training images skipped: 1 empty-file, 1 not-an-image, 1 too-small, 1 truncated") for m in messages)
+    assert any("2 test images skipped" in m and "predicted 0.5" in m for m in messages)
     skipped = pd.read_csv(run / "skipped.csv")
-    assert sorted(skipped["reason"]) == ["empty-file", "not-an-image", "too-small", "truncated"]
-    assert metrics["val_log_loss_raw"] > 0 and metrics["val_log_loss"] > 0
-    assert metrics["n_train"] + metrics["n_val"] + metrics["n_skipped"] == 80 + 7
+    assert len(skipped) == 4 + 2 and {"empty-file", "not-an-image", "too-small", "truncated"} <= set(skipped["reason"])
+    # The cnn's metrics are every method's: scored on its validation split, the clip chosen there.
+    assert metrics["scored_on"] == "validation" and metrics["method"] == "cnn"
+    assert metrics["log_loss_raw"] > 0 and metrics["log_loss_fixed_clip"] > 0
+    assert metrics["log_loss_chosen_clip"] <= metrics["log_loss_fixed_clip"] + 1e-12
+    assert metrics["clip_chosen"][0] == pytest.approx(1 - metrics["clip_chosen"][1])
+    assert metrics["n_train"] + metrics["n_held_out"] == 80 + 7 - 4
+    assert metrics["n_test"] == 24 and metrics["n_test_unreadable"] == 2
+    val = pd.read_csv(run / "val_predictions.csv")
+    assert list(val.columns) == ["id", "label", cfg.model, "blend"] and len(val) == metrics["n_held_out"]
+    assert metrics["log_loss_raw"] == pytest.approx(score.log_loss(val["label"], val["blend"]))
+    test = pd.read_csv(run / "test_predictions.csv")
+    assert len(test) == 24 and (test["blend"] == 0.5).sum() >= 2
     history = pd.read_csv(run / "history.csv")
     assert len(history) == cfg.epochs and {"loss", "val_loss"} <= set(history.columns)
     assert json.loads((run / "config.json").read_text()) == cfg.to_dict()
@@ -61,21 +72,30 @@ def test_validation_split_is_stratified_and_seeded(fetched):
 
 def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetched):
     cfg, metrics, _ = trained
-    cfg = config.Config(**{**cfg.to_dict(), "clip_low": 0.02, "clip_high": 0.98})
+    cfg = config.Config(**{**cfg.to_dict(), "clip_low": 0.02, "clip_high": 0.98, "clip_mode": "fixed"})
     messages = []
     path = submission.predict(cfg, log=messages.append)
     sub = pd.read_csv(path)
     assert list(sub.columns) == ["id", "label"] and sub["id"].tolist() == list(range(1, 25))
     assert sub["label"].between(0.02, 0.98).all()
-    assert any("2 test images skipped" in m and "predicted 0.5" in m for m in messages)
     sidecar = json.loads(path.with_suffix(".json").read_text())
-    assert sidecar["clip"] == [0.02, 0.98]
+    assert sidecar["clip"] == [0.02, 0.98] and sidecar["clip_mode"] == "fixed"
+    assert sidecar["local_score_kind"] == "validation"
     assert sidecar["config"]["clip_low"] == 0.02
     assert sidecar["git_commit"] == head_commit() or sidecar["git_commit"] == head_commit() + "-dirty"
     assert sidecar["sha256"] == __import__("kit.fileio", fromlist=["sha256"]).sha256(path)
     val = pd.read_csv(rundir.run_dir(cfg) / "val_predictions.csv")
-    assert sidecar["local_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["prob"], 0.02, 0.98)))
+    assert sidecar["local_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["blend"], 0.02, 0.98)))
     assert not list(path.parent.glob(".*.tmp*")), "no temp files left behind"
+
+
+def test_prediction_by_default_clips_where_the_validation_split_chose(trained):
+    cfg, metrics, _ = trained
+    path = submission.predict(cfg, log=lambda *_: None)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["clip"] == metrics["clip_chosen"] and sidecar["clip_mode"] == "oof"
+    assert sidecar["local_log_loss"] == pytest.approx(metrics["log_loss_chosen_clip"])
+    assert pd.read_csv(path)["label"].between(*metrics["clip_chosen"]).all()
 
 
 def test_predict_without_training_says_so(fetched, tmp_path):

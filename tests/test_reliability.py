@@ -41,7 +41,7 @@ FAULT_RUNS = {
             "--set", "epochs=2", "--set", "batch_size=16"],
 }
 # What a run hands on: compared byte for byte between a resumed run and an uninterrupted one.
-OUTPUTS = {"cnn": ("val_predictions.csv",)}
+OUTPUTS = {"cnn": ("val_predictions.csv", "test_predictions.csv")}
 ENSEMBLE_OUTPUTS = ("oof.csv", "test_predictions.csv")
 
 

@@ -85,7 +85,7 @@ def test_two_replicas_in_mixed_precision_killed_and_resumed_match_one(source, tm
         for name, a, b in (("oof", oof1, oof2), ("test", test1, test2)):
             gap = np.abs(a[column] - b[column]).max()
             assert gap <= REPLICA_TOLERANCE, f"{name} {column}: one and two replicas differ by {gap:.2e}"
-    assert m2["oof_log_loss_raw"] == pytest.approx(m1["oof_log_loss_raw"], abs=REPLICA_TOLERANCE * 5)
+    assert m2["log_loss_raw"] == pytest.approx(m1["log_loss_raw"], abs=REPLICA_TOLERANCE * 5)
     submission = pd.read_csv(two / "submissions_dir" / "cpu.csv")
     sample = pd.read_csv(two / "data_dir" / "sample_submission.csv")
     assert len(score.validate_submission(submission, sample["id"], source="two replicas")) == len(sample)

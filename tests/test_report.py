@@ -130,7 +130,7 @@ def test_histories_of_a_finetune_run_join_the_phases(tmp_path):
     (fold / "history-warmup.csv").write_text(row + "0,0.6,0.7,0.6,0.68\n")
     (fold / "history-finetune.csv").write_text(row + "0,0.7,0.6,0.7,0.6\n1,0.8,0.5,0.75,0.55\n")
     (tmp_path / "tiny@32" / "fold1").mkdir()            # a fold that has not started: left out
-    histories = report.training_histories(tmp_path, "finetune")
+    histories = report.training_histories(tmp_path)
     assert [(model, [name for name, _ in folds]) for model, folds in histories] == [("tiny@32", ["fold0"])]
     frame, starts = plots.read_history(histories[0][1][0][1])
     assert frame["step"].tolist() == [1, 2, 3] and starts == [2]

@@ -117,7 +117,7 @@ def test_a_tiny_budget_keeps_the_first_fold_and_predicts_with_it(fetched, tmp_pa
     everything = read_index(str(fetched), "train")
     assert len(oof) == metrics["n_train"] and abs(len(oof) - len(everything) / 3) < 4   # one fold of three
     assert set(oof["id"]) < set(everything["id"])
-    assert metrics["oof_log_loss_raw"] == pytest.approx(score.log_loss(oof["label"], oof["blend"]))
+    assert metrics["log_loss_raw"] == pytest.approx(score.log_loss(oof["label"], oof["blend"]))
     with np.load(fold / "predictions.npz") as saved:
         np.testing.assert_allclose(pd.read_csv(run / "test_predictions.csv")["blend"], saved["test"], rtol=1e-12)
 

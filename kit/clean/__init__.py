@@ -24,6 +24,7 @@ from kit import fileio
 from kit.data import images
 from kit.data.exclusions import ADDITIONS, EXCLUSIONS
 from kit.errors import KitError
+from kit.run.rundir import BLEND, OOF
 
 KNOWN_LISTS = Path(__file__).parent / "known_anomalies.csv"
 DOG_CLASSES = range(151, 269)          # ImageNet-1k, Keras order: Chihuahua .. Mexican hairless
@@ -156,7 +157,7 @@ def check_label_noise(oof: pd.DataFrame, threshold: float = 0.05, top: int = 0,
     `top` > 0 keeps only that many. Only the strongest contradictions (below `exclude_below`)
     are excluded; the rest are hard but often genuine pictures, flagged for review.
     """
-    p_label = np.where(oof["label"] == 1, oof["blend"], 1 - oof["blend"])
+    p_label = np.where(oof["label"] == 1, oof[BLEND], 1 - oof[BLEND])
     frame = oof.assign(p=p_label).sort_values("p")
     frame = frame[frame["p"] < threshold]
     if top:
@@ -320,7 +321,7 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     kept = index[ok].reset_index(drop=True)
     result = heads.run_kfold("logreg", heads.logreg_fold, x, kept["label"].to_numpy(), x[:1],
                              config.folds, config.seed, c=config.label_noise_c)
-    return kept[["id", "label"]].assign(blend=result.oof)
+    return kept[["id", "label"]].assign(**{BLEND: result.oof})
 
 
 def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
@@ -344,8 +345,6 @@ def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
 
 
 def read_noise_run(config, run: str) -> pd.DataFrame:
-    from kit.run.rundir import OOF
-
     path = Path(config.runs_dir) / run / OOF
     if not path.is_file():
         raise KitError(f"--noise-run {run}: no {path}; name a finished features, finetune or frozen run")

@@ -14,9 +14,6 @@ from kit.errors import KitError
 from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, ledger
 
-# Sidecar keys holding the local log loss at the submission's clip bounds, newest schema first.
-LOCAL_SCORE_KEYS = ("local_log_loss", "val_log_loss", "oof_log_loss")
-
 
 def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print) -> dict:
     """Check, upload and record one submission file; returns its ledger row."""
@@ -59,10 +56,9 @@ def read_sidecar(path: Path) -> dict:
     if data.get("sha256") != fileio.sha256(path):
         return {"why": f"{path} has changed since {sidecar.name} was written (sha256 differs), so its local "
                        "score does not apply"}
-    local = next((data[key] for key in LOCAL_SCORE_KEYS if data.get(key) is not None), None)
-    if local is None:
+    if data.get("local_log_loss") is None:
         return {**data, "why": f"{sidecar.name} records no local log loss for {path}"}
-    return {**data, "local_log_loss": float(local)}
+    return {**data, "local_log_loss": float(data["local_log_loss"])}
 
 
 def ledger_row(path: Path, message: str, ref: int, sidecar: dict, competition: str) -> dict:

@@ -1,22 +1,28 @@
 """The cnn method: seed 003's network trained from scratch, with a validation split instead of folds.
 
-Writes model.keras (the best epoch, kept atomically), history.csv, curves.png and
-val_predictions.csv into the run folder, then metrics.json last.
+Writes model.keras (the best epoch, kept atomically), history.csv and curves.png into the run
+folder; then, as every method does (kit/predict/finish.py), its predictions of the validation
+split (val_predictions.csv: the held-out predictions its clip is chosen on) and of the test set,
+and metrics.json last.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio, plots, provenance, score
+from kit import faults, fileio, plots, score
 from kit.config import Config
 from kit.data import dataset, images
-from kit.models import scratch
+from kit.fetch import read_index
+from kit.models import heads, scratch
+from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
 from kit.run import resume
-from kit.run.rundir import METRICS, SKIPPED, VAL_PREDICTIONS, start_run, write_skips
+from kit.run.rundir import CURVES, HISTORY, MODEL, SKIPPED, start_run, write_skips
+from kit.run.stages import Stages
 from kit.tfquiet import keras_verbosity
 
 
@@ -24,8 +30,11 @@ def train(config: Config, log=print) -> dict:
     """The cnn method: the from-scratch network on a validation split; keeps model.keras."""
     import keras
 
+    stages = Stages(log)
     index = dataset.training_index(config, log)
+    test = read_index(config.data_dir, "test")
     out = start_run(config)
+    stages.done("index")
 
     train_df, val_df = dataset.split_train_val(index, config.val_fraction, config.seed)
     log(f"train: {len(train_df)} training and {len(val_df)} validation images at {config.image_size}px")
@@ -36,37 +45,40 @@ def train(config: Config, log=print) -> dict:
     write_skips(out / SKIPPED, skipped)
     y_train = train_df["label"].to_numpy()[ok_train]
     val_df = val_df[ok_val].reset_index(drop=True)
+    stages.done("decode")
 
+    started = time.time()
     model = scratch.build(config)
     model.fit(x_train, y_train, validation_data=(x_val, val_df["label"].to_numpy()),
               epochs=config.epochs, batch_size=config.batch_size, verbose=keras_verbosity(),
-              callbacks=[keras.callbacks.CSVLogger(str(out / "history.csv")),
-                         keep_best_callback(out / "model.keras"), plots.redraw_curves_callback(out / "history.csv", out / "curves.png", config.run)])
-
-    best = keras.models.load_model(out / "model.keras")
-    probs = best.predict(x_val, batch_size=config.batch_size, verbose=0).ravel()
-    metrics = {
-        "val_log_loss_raw": score.log_loss(val_df["label"], probs),
-        "val_log_loss": score.log_loss(val_df["label"], score.clip(probs, config.clip_low, config.clip_high)),
-        "val_accuracy": score.accuracy(val_df["label"], probs),
-        "clip": [config.clip_low, config.clip_high],
-        "n_train": int(len(y_train)), "n_val": int(len(val_df)), "n_skipped": len(skipped),
-        **resume.record(config, index, None, extractors=[]),
-        "git_commit": provenance.git_commit(), "finished": provenance.now(),
-    }
-    with fileio.atomic_path(out / VAL_PREDICTIONS) as tmp:
-        val_df.assign(prob=probs)[["id", "label", "prob"]].to_csv(tmp, index=False)
-    fileio.write_json(out / METRICS, metrics)
-    log(f"train: validation log loss {metrics['val_log_loss_raw']:.4f} raw, "
-        f"{metrics['val_log_loss']:.4f} clipped to [{config.clip_low}, {config.clip_high}]; "
-        f"accuracy {metrics['val_accuracy']:.3f}")
-    log(f"train: run saved in {out}")
-    return metrics
+              callbacks=[keras.callbacks.CSVLogger(str(out / HISTORY)), keep_best_callback(out / MODEL),
+                         plots.redraw_curves_callback(out / HISTORY, out / CURVES, config.run)])
+    del x_train
+    best = keras.models.load_model(out / MODEL)
+    val_probs = best.predict(x_val, batch_size=config.batch_size, verbose=0).ravel()
+    test_probs, test_ok = _predict_test(best, test, config, out, skipped, log)
+    result = heads.HeadResult(config.model, val_probs, test_probs, score.log_loss(val_df["label"], val_probs),
+                              {"image_size": config.image_size, "epochs": config.epochs}, time.time() - started)
+    stages.done("model")
+    return finish_run(config, val_df, test, test_ok, [result], stages, log, scored_on="validation",
+                      n_train=len(y_train), record=resume.record(config, index, test, extractors=[]))
 
 
 def _load(frame: pd.DataFrame, config: Config, what: str):
     return dataset.load_arrays(frame["path"], config.image_size, config.min_side, config.workers,
                                desc=f"decode {what}")
+
+
+def _predict_test(model, test: pd.DataFrame, config: Config, out: Path, skipped: list, log):
+    """The network on every readable test image (the rest keep UNREADABLE_TEST_PROB); their skips join skipped.csv."""
+    x, ok, skips = _load(test, config, "test")
+    probs = np.full(len(test), UNREADABLE_TEST_PROB)
+    if ok.any():
+        probs[ok] = model.predict(x, batch_size=config.batch_size, verbose=0).ravel()
+    if skips:
+        log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
+        write_skips(out / SKIPPED, skipped + skips)
+    return probs, ok
 
 
 def keep_best_callback(path: Path):

@@ -1,8 +1,8 @@
 """Transfer learning on cached features: extract -> heads by K-fold -> blend -> clip.
 
 The run directory gets oof.csv (every training image's out-of-fold prediction per model
-and blended), test_predictions.csv, and metrics.json (written last) with each stage's time
-and peak memory, each model's OOF log loss, the blend weights and the chosen clip.
+and blended), test_predictions.csv, and metrics.json (written last; kit/predict/finish.py)
+with each stage's time and peak memory, each model's OOF log loss, the blend weights and the chosen clip.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from kit.config import Config
 from kit.data import dataset, images
 from kit.fetch import read_index
 from kit.models import features, heads
-from kit.run.rundir import SKIPPED, Stages, finish_run, start_run, write_skips
+from kit.predict.finish import finish_run
+from kit.run.rundir import SKIPPED, start_run, write_skips
+from kit.run.stages import Stages
 
 
 def train(config: Config, log=print) -> dict:
@@ -53,4 +55,5 @@ def train(config: Config, log=print) -> dict:
             results.append(heads.HEADS[name](x, y, x_test, config.folds, config.seed, log=log))
         stages.done(f"head {name}")
 
-    return finish_run(config, train[train_ok].reset_index(drop=True), test, test_ok, results, stages, log)
+    return finish_run(config, train[train_ok].reset_index(drop=True), test, test_ok, results, stages, log,
+                      extra={"folds": config.folds, "folds_completed": config.folds})

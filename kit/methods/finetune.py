@@ -32,9 +32,13 @@ from kit.errors import KitError
 from kit.fetch import read_index
 from kit.models import backbones, heads
 from kit.plots import redraw_curves_callback
+from kit.predict.finish import finish_run
 from kit.run import accel, resume, seeding, time_budget
-from kit.run.rundir import Stages, finish_run, run_dir, start_run
+from kit.run.rundir import CURVES, PHASES, fold_dir, phase_history, run_dir, start_run
+from kit.run.stages import Stages
 from kit.tfquiet import import_keras, keras_verbosity
+
+WARMUP, FINETUNE = PHASES
 
 
 def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
@@ -69,7 +73,8 @@ def _batches(extractors, frame, config: Config) -> ImageBatches:
     """The files decoded in order, for predictions (training reads the pixel cache: kit/data/train_input.py)."""
     return ImageBatches(frame["path"], frame["label"] if "label" in frame else None,
                         sizes=[ex.size for ex in extractors], preprocess=_preprocessing(extractors),
-                        batch_size=config.batch_size, seed=config.seed, min_side=config.min_side, workers=config.workers)
+                        batch_size=config.batch_size, seed=config.seed, min_side=config.min_side,
+                        workers=config.workers)
 
 
 def _preprocessing(extractors) -> list:
@@ -107,6 +112,11 @@ def _predictor(model):
     return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
 
+def state_path(folder: Path, phase: str) -> Path:
+    """The file that commits a phase's progress (PhaseCheckpoint): present once its first epoch is saved."""
+    return folder / f"state-{phase}.json"
+
+
 class PhaseCheckpoint:
     """One phase's epochs on disk: the model and early-stopping state after every epoch.
 
@@ -117,7 +127,7 @@ class PhaseCheckpoint:
 
     def __init__(self, folder: Path, phase: str):
         self.folder, self.phase = folder, phase
-        self.path = folder / f"state-{phase}.json"
+        self.path = state_path(folder, phase)
         self.state = fileio.read_json(self.path)
 
     def stopping(self, patience: int):
@@ -219,11 +229,11 @@ def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate:
                       metrics=["accuracy"])
     if unfinished:
         stopping = checkpoint.stopping(config.patience)
-        callbacks = [keras.callbacks.CSVLogger(str(folder / f"history-{phase}.csv"), append=True),
+        callbacks = [keras.callbacks.CSVLogger(str(folder / phase_history(phase)), append=True),
                      reseed_dropout_callback(config.seed, (folder.parent.name, folder.name, phase)),
                      stopping, checkpoint.callback(stopping),
-                     redraw_curves_callback([folder / "history-warmup.csv", folder / "history-finetune.csv"],
-                                 folder.parents[1] / "curves.png", f"{folder.parent.name} {folder.name}")]
+                     redraw_curves_callback([folder / phase_history(p) for p in PHASES], folder.parents[1] / CURVES,
+                                            f"{folder.parent.name} {folder.name}")]
         callbacks += [guard] if guard is not None else []
         # The data arguments carry shuffle=False: the input orders each epoch from its seed; Keras would
         # reorder the batches from Python's global generator, which a resumed run has drawn from differently.
@@ -243,14 +253,14 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     images, cached in the order of the frame `train_part` and `val_part` were cut from (their index),
     and feeds model.fit; predictions decode the files again, with TTA.
     """
-    folder = run_dir(config) / name / f"fold{fold}"
+    folder = fold_dir(config, name, fold)
     resume.claim(folder, identity, run_dir(config), f"finetune: {name} fold {fold + 1}", log)
     done = folder / "predictions.npz"
     if done.exists():
         with np.load(done) as saved:
             return saved["val"], saved["test"], saved["test_ok"]
     budget = budget or time_budget.Budget(0)
-    started, fresh = time.monotonic(), not (folder / "state-warmup.json").exists()
+    started, fresh = time.monotonic(), not state_path(folder, WARMUP).exists()
     log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
 
     def tail() -> float:
@@ -263,16 +273,16 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
         def data(start: int, epochs: int) -> dict:
             return source.fit_args(train_part.index, val_part.index, config.batch_size, start, epochs)
 
-        model = fit_phase(model, folder, "warmup", data, config.warmup_epochs if config.method == "finetune"
+        model = fit_phase(model, folder, WARMUP, data, config.warmup_epochs if config.method == "finetune"
                           else config.epochs, config.learning_rate, config, log,
-                          guard=time_budget.epoch_guard(budget, name, "warmup", tail, log))
+                          guard=time_budget.epoch_guard(budget, name, WARMUP, tail, log))
         if config.method == "finetune" and config.unfreeze > 0:
-            if budget.may_start_epoch(name, "finetune", tail()) or (folder / "state-finetune.json").exists():
+            if budget.may_start_epoch(name, FINETUNE, tail()) or state_path(folder, FINETUNE).exists():
                 keras = import_keras()
                 for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                     set_trainable(net, config.unfreeze)
-                model = fit_phase(model, folder, "finetune", data, config.epochs, config.finetune_lr, config, log,
-                                  guard=time_budget.epoch_guard(budget, name, "finetune", tail, log),
+                model = fit_phase(model, folder, FINETUNE, data, config.epochs, config.finetune_lr, config, log,
+                                  guard=time_budget.epoch_guard(budget, name, FINETUNE, tail, log),
                                   first_epoch=config.warmup_epochs)
             else:
                 log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
@@ -344,7 +354,7 @@ def _train_folds(config: Config, policy: str, log) -> dict:
     if completed < config.folds:
         log(f"finetune: {completed} of {config.folds} folds finished inside the time budget; the OOF score covers "
             f"the {len(covered)} images they held out, and the test predictions average those folds")
-    extra = {"replicas": replicas, "precision": policy, "folds_completed": completed,
+    extra = {"replicas": replicas, "precision": policy, "folds": config.folds, "folds_completed": completed,
              "time_budget_s": config.time_budget_s, "stopped_by_time_budget": completed < config.folds,
              "time_budget_refused": budget.refused}
     return finish_run(config, train.iloc[covered].reset_index(drop=True), test, test_ok, results, stages, log,

@@ -1,11 +1,15 @@
-"""Blend weights and the clip bound, both chosen on out-of-fold predictions.
+"""Blend weights and the clip: the one clip rule, and the one fit of both on held-out predictions.
 
 For saturated predictions with error rate e the log loss is minimised by clipping at
-about e, so the bound is a property of the model's errors, not a habit: we pick it on
-OOF predictions and report it beside the customary [0.005, 0.995].
+about e, so the bound is a property of the model's errors, not a habit: `fit` picks it on
+held-out predictions (out of fold, or the cnn's validation split) and every report sets it
+beside the configured bounds (config.clip_low and clip_high, by default [0.005, 0.995]).
+`clip_bounds` is the rule every submission follows.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,11 +20,29 @@ from kit import score
 CLIP_GRID = tuple(np.round(np.concatenate([[0.00001, 0.0001, 0.0002, 0.0003, 0.0004],
                                            np.arange(0.0005, 0.005, 0.0005),
                                            np.arange(0.005, 0.051, 0.0025)]), 5))
-FIXED_CLIP = 0.005
+
+
+@dataclass(frozen=True)
+class Blend:
+    """The models' predictions blended, and the clip chosen on the blended held-out predictions."""
+
+    weights: np.ndarray               # one per model, non-negative, summing to one
+    held_out: np.ndarray              # [n_held_out], before clipping
+    test: np.ndarray                  # [n_test], before clipping
+    chosen: tuple[float, float]       # the symmetric bounds with the lowest held-out log loss
+    chosen_loss: float
+
+
+def fit(held_out: np.ndarray, labels: np.ndarray, test: np.ndarray) -> Blend:
+    """Blend weights and the clip, both fitted on the held-out predictions [n, models]; applied to test [m, models]."""
+    weights = blend_weights(held_out, labels)
+    blended = held_out @ weights
+    chosen, loss = choose_clip(blended, labels)
+    return Blend(weights, blended, test @ weights, chosen, loss)
 
 
 def blend_weights(oof: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to one that minimise the OOF log loss of the blend.
+    """Non-negative weights summing to one that minimise the held-out log loss of the blend.
 
     oof is [n_images, n_models]. Parametrised by a softmax so the optimiser is unconstrained.
     """
@@ -40,16 +62,26 @@ def blend_weights(oof: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def choose_clip(probs: np.ndarray, labels: np.ndarray, grid=CLIP_GRID) -> tuple[float, float]:
-    """The symmetric clip c (predictions in [c, 1 - c]) with the lowest OOF log loss, and that loss."""
-    losses = [score.log_loss(labels, score.clip(probs, c, 1 - c)) for c in grid]
+def symmetric(c: float) -> tuple[float, float]:
+    """The bounds [c, 1 - c]."""
+    return float(c), 1.0 - float(c)
+
+
+def choose_clip(probs: np.ndarray, labels: np.ndarray, grid=CLIP_GRID) -> tuple[tuple[float, float], float]:
+    """The symmetric bounds (predictions in [c, 1 - c]) with the lowest log loss, and that loss."""
+    losses = [score.log_loss(labels, score.clip(probs, *symmetric(c))) for c in grid]
     best = int(np.argmin(losses))
-    return float(grid[best]), float(losses[best])
+    return symmetric(grid[best]), float(losses[best])
+
+
+def fixed_clip(config) -> tuple[float, float]:
+    """The configured bounds: what clip_mode=fixed submits, and what every score is also reported at."""
+    return config.clip_low, config.clip_high
 
 
 def clip_bounds(config, chosen) -> tuple[float, float]:
     """The rule every submission follows: the bounds chosen on held-out predictions (``chosen``, a
-    (low, high) pair or None) when clip_mode is oof and a choice was made, else the configured ones."""
-    if config.clip_mode == "oof" and chosen:
+    (low, high) pair) when clip_mode is oof, else the configured ones."""
+    if config.clip_mode == "oof":
         return float(chosen[0]), float(chosen[1])
-    return config.clip_low, config.clip_high
+    return fixed_clip(config)

@@ -23,10 +23,8 @@ from kit.fetch import SAMPLE
 from kit.kaggle_env import DONE_NAME
 from kit.predict import blend
 from kit.run import resume
-from kit.run.rundir import CONFIG, METRICS, OOF
+from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns
 from kit.run.rundir import TEST_PREDICTIONS as TEST
-
-NOT_MODELS = ("id", "label", "blend")
 
 
 @dataclasses.dataclass
@@ -47,25 +45,23 @@ def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
 
     folders = [Path(d) for d in dirs]
     aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})
-    weights = blend.blend_weights(aligned.oof, aligned.labels)
-    oof_blend, test_blend = aligned.oof @ weights, aligned.test @ weights
-    low, _ = blend.choose_clip(oof_blend, aligned.labels)
-    clip = blend.clip_bounds(config, (low, 1 - low))
+    fitted = blend.fit(aligned.oof, aligned.labels, aligned.test)
+    clip = blend.clip_bounds(config, fitted.chosen)
     losses = {n: score.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
     for model, loss in losses.items():
-        log(f"blend: {model}: OOF log loss {loss:.4f}, weight {weights[aligned.names.index(model)]:.3f}")
+        log(f"blend: {model}: OOF log loss {loss:.4f}, weight {fitted.weights[aligned.names.index(model)]:.3f}")
     # The sidecar's provenance is the inputs', not this command's config (which trained nothing).
     sidecar = {"config": None, "blend": {
         "inputs": {label: describe_input(folder) for label, folder in labelled(folders).items()},
-        "weights": {n: float(w) for n, w in zip(aligned.names, weights)},
+        "weights": {n: float(w) for n, w in zip(aligned.names, fitted.weights)},
         "clip": list(clip), "clip_mode": config.clip_mode,
         "models_oof_log_loss": losses,
-        "oof_log_loss_raw": score.log_loss(aligned.labels, oof_blend),
+        "oof_log_loss_raw": score.log_loss(aligned.labels, fitted.held_out),
         "n_oof": int(len(aligned.ids)),
     }}
     sample = score.read_csv(sample_path(config, folders), "sample submission")
-    submission = Submission(aligned.test_ids, test_blend, sample["id"].to_numpy(),
-                            LocalScore("oof", aligned.labels, oof_blend), clip, config.clip_mode, sidecar)
+    submission = Submission(aligned.test_ids, fitted.test, sample["id"].to_numpy(),
+                            LocalScore("oof", aligned.labels, fitted.held_out), clip, config.clip_mode, sidecar)
     return write_submission(submission, dataclasses.replace(config, run=name), submission_path(config, name), log)
 
 
@@ -81,7 +77,7 @@ def describe_input(folder: Path) -> dict:
         "kind": "kernel output" if (folder / DONE_NAME).is_file() else "run",
         "config_digest": resume.digest(config) if config else None,
         "digest": metrics.get("digest"),
-        "oof_log_loss": score.log_loss(oof["label"], oof["blend"]) if "blend" in oof else None,
+        "oof_log_loss": score.log_loss(oof["label"], oof[BLEND]) if BLEND in oof else None,
     }
 
 
@@ -118,7 +114,7 @@ def align(outputs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> Aligned:
     base_oof, base_test = outputs[first]
     names, oof_cols, test_cols = [], [], []
     for label, (oof, test) in outputs.items():
-        models = [c for c in oof.columns if c not in NOT_MODELS]
+        models = model_columns(oof)
         if not models or any(m not in test.columns for m in models):
             raise KitError(f"{label}: {OOF} and {TEST} must hold the same model columns besides id, label, blend")
         oof = _by_id(oof, label, OOF, base_oof["id"], first, "training images out of fold")

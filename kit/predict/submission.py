@@ -1,7 +1,9 @@
-"""Predict the test set with a finished run and write a checked, clipped submission.
+"""A finished run's test predictions as a checked, clipped submission.
 
-The submission is validated against sample_submission.csv before it is written, then
-written atomically with a JSON sidecar recording how it was made.
+Every method leaves its test predictions (test_predictions.csv) and its held-out ones beside
+metrics.json (kit/predict/finish.py); the submission is clipped by the one rule
+(kit/predict/blend.py), validated against sample_submission.csv, then written atomically with a
+JSON sidecar recording how it was made and its local score.
 """
 
 from __future__ import annotations
@@ -14,22 +16,17 @@ import pandas as pd
 
 from kit import faults, fileio, provenance, score
 from kit.config import Config
-from kit.data import dataset, images
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
 from kit.predict import blend
-from kit.run.rundir import (OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
-                            write_skips)
-from kit.tfquiet import keras_verbosity
-
-UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
+from kit.run.rundir import BLEND, HELD_OUT, TEST_PREDICTIONS, is_finished, run_dir, saved_metrics
 
 
 @dataclass(frozen=True)
 class LocalScore:
     """The held-out labels and predictions a submission's local score comes from."""
 
-    kind: str          # "validation" (the CNN's split) or "oof" (out-of-fold)
+    kind: str          # "oof" (out-of-fold) or "validation" (the cnn's split): metrics.json's scored_on
     labels: np.ndarray
     probs: np.ndarray
 
@@ -44,7 +41,7 @@ class Submission:
     sample_ids: np.ndarray
     local: LocalScore
     clip: tuple[float, float]
-    clip_mode: str                                 # "fixed", or the mode that chose the clip on OOF
+    clip_mode: str                                 # "fixed", or "oof": chosen on the held-out predictions
     sidecar: dict = field(default_factory=dict)    # keys the sidecar adds or replaces (a blend's inputs)
 
 
@@ -54,45 +51,20 @@ def predict(config: Config, log=print, path=None) -> Path:
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
-    if config.method != "cnn":
-        probs, local = _ensemble_predictions(config, test)
-    else:
-        probs, local = _cnn_predictions(config, test, log)
-    chosen = saved_metrics(config).get("clip_chosen")
-    submission = Submission(test["id"].to_numpy(), probs, sample["id"].to_numpy(), local,
-                            blend.clip_bounds(config, chosen), config.clip_mode if chosen else "fixed")
+    metrics = saved_metrics(config)
+    predictions = pd.read_csv(run_dir(config) / TEST_PREDICTIONS)
+    if predictions["id"].tolist() != test["id"].tolist():
+        raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
+    held_out = pd.read_csv(run_dir(config) / HELD_OUT[metrics["scored_on"]])
+    local = LocalScore(metrics["scored_on"], held_out["label"].to_numpy(), held_out[BLEND].to_numpy())
+    submission = Submission(predictions["id"].to_numpy(), predictions[BLEND].to_numpy(), sample["id"].to_numpy(), local,
+                            blend.clip_bounds(config, metrics["clip_chosen"]), config.clip_mode)
     return write_submission(submission, config, Path(path or submission_path(config)), log)
 
 
 def submission_path(config: Config, name: str | None = None) -> Path:
     """submissions/<run>.csv: the run's submission, or that of `name` (a blend, a kernel's output)."""
     return Path(config.submissions_dir) / f"{name or config.run}.csv"
-
-
-def _cnn_predictions(config: Config, test: pd.DataFrame, log):
-    """The CNN on every test image; its local score is the held-out validation split's."""
-    import keras
-
-    model = keras.models.load_model(run_dir(config) / "model.keras")
-    x, ok, skips = dataset.load_arrays(test["path"], config.image_size, config.min_side,
-                                       config.workers, desc="decode test")
-    probs = np.full(len(test), UNREADABLE_TEST_PROB)
-    if ok.any():
-        probs[ok] = model.predict(x, batch_size=config.batch_size, verbose=keras_verbosity()).ravel()
-    if skips:
-        log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
-        write_skips(run_dir(config) / SKIPPED_TEST, skips)
-    val = pd.read_csv(run_dir(config) / VAL_PREDICTIONS)
-    return probs, LocalScore("validation", val["label"].to_numpy(), val["prob"].to_numpy())
-
-
-def _ensemble_predictions(config: Config, test: pd.DataFrame):
-    """The blend computed at training time; its local score is out-of-fold."""
-    predictions = pd.read_csv(run_dir(config) / TEST_PREDICTIONS)
-    if predictions["id"].tolist() != test["id"].tolist():
-        raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
-    oof = pd.read_csv(run_dir(config) / OOF)
-    return predictions["blend"].to_numpy(), LocalScore("oof", oof["label"].to_numpy(), oof["blend"].to_numpy())
 
 
 def write_submission(submission: Submission, config: Config, path: Path, log=print) -> Path:
@@ -106,7 +78,8 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
     clipped = pd.DataFrame({"id": submission.ids, "label": score.clip(submission.probs, low, high)})
     frame = score.validate_submission(clipped, submission.sample_ids, source=f"predictions of run {config.run}")
     local_loss = score.log_loss(local.labels, score.clip(local.probs, low, high))
-    fixed_loss = score.log_loss(local.labels, score.clip(local.probs, config.clip_low, config.clip_high))
+    fixed = blend.fixed_clip(config)
+    fixed_loss = score.log_loss(local.labels, score.clip(local.probs, *fixed))
     # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
     with fileio.atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6f")
@@ -121,7 +94,7 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
             "clip_mode": submission.clip_mode,
             "local_score_kind": local.kind,
             "local_log_loss": local_loss,
-            "local_log_loss_fixed_clip": {"clip": [config.clip_low, config.clip_high], "log_loss": fixed_loss},
+            "local_log_loss_fixed_clip": {"clip": list(fixed), "log_loss": fixed_loss},
             "local_log_loss_raw": score.log_loss(local.labels, local.probs),
             "local_accuracy": score.accuracy(local.labels, local.probs),
             "n_rows": len(frame),

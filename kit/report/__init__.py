@@ -28,12 +28,14 @@ from kit.errors import KitError
 from kit.fetch import read_index
 from kit.predict import blend
 from kit.predict.submission import submission_path
-from kit.run.rundir import CONFIG, METRICS, OOF, TEST_PREDICTIONS, VAL_PREDICTIONS, finished_runs
+from kit.run.rundir import (BLEND, CONFIG, HELD_OUT, HISTORY, METRICS, PHASES, TEST_PREDICTIONS, finished_runs,
+                            fold_dirs, model_columns, phase_history, read_metrics)
 
 GRID = 12           # pictures per grid
 CAMS = 4            # pictures per Grad-CAM group
 THUMB = 256         # longest side of a grid picture, pixels
 CLEAN = "clean"     # reports/clean/ belongs to `python -m kit clean`
+HELD_OUT_WORDS = {"oof": "out-of-fold", "validation": "validation"}   # by metrics.json's scored_on
 
 
 @dataclass
@@ -41,30 +43,27 @@ class Run:
     path: Path
     config: Config
     metrics: dict
-    held_out: pd.DataFrame        # id, label, prob (the blend or the CNN), per-model columns, path
+    held_out: pd.DataFrame        # id, label, prob (the blend), per-model columns, path
     held_out_kind: str            # "out-of-fold" or "validation"
     models: list[str]
-    test: pd.DataFrame | None     # id, prob, path
+    test: pd.DataFrame            # id, prob, path
     test_source: str
     sidecar: dict
 
     @property
-    def fixed_clip(self) -> float:
-        return float(self.metrics.get("clip_fixed", [self.config.clip_low])[0])
+    def fixed_clip(self) -> tuple[float, float]:
+        return tuple(self.metrics["clip_fixed"])
 
     @property
-    def chosen_clip(self) -> float:
-        chosen = self.metrics.get("clip_chosen")
-        if chosen:
-            return float(chosen[0])
-        return blend.choose_clip(self.held_out["prob"].to_numpy(), self.held_out["label"].to_numpy())[0]
+    def chosen_clip(self) -> tuple[float, float]:
+        return tuple(self.metrics["clip_chosen"])
 
     @property
     def applied_clip(self) -> tuple[float, float]:
         """The bounds the submission used: its sidecar says; else the rule predict follows."""
         if self.sidecar.get("clip"):
             return tuple(self.sidecar["clip"])
-        return blend.clip_bounds(self.config, self.metrics.get("clip_chosen"))
+        return blend.clip_bounds(self.config, self.chosen_clip)
 
 
 # --------------------------------------------------------------------------- finding and reading a run
@@ -89,41 +88,28 @@ def find_run(name: str | None, runs_dir: str | Path = "runs") -> Path:
 
 def load_run(path: Path) -> Run:
     config = load_saved(path / CONFIG)
-    metrics = fileio.read_json(path / METRICS)
+    metrics = read_metrics(path)
     index = read_index(config.data_dir, "train")[["id", "path"]]
-    if (path / OOF).is_file():
-        frame = pd.read_csv(path / OOF)
-        models = [c for c in frame.columns if c not in ("id", "label", "blend")]
-        held_out = frame.rename(columns={"blend": "prob"})
-        kind = "out-of-fold"
-    else:
-        held_out, models, kind = pd.read_csv(path / VAL_PREDICTIONS), [], "validation"
-    held_out = held_out.merge(index, on="id", how="left")
+    frame = pd.read_csv(path / HELD_OUT[metrics["scored_on"]])
+    held_out = frame.rename(columns={BLEND: "prob"}).merge(index, on="id", how="left")
+    test = (pd.read_csv(path / TEST_PREDICTIONS)[["id", BLEND]].rename(columns={BLEND: "prob"})
+            .merge(read_index(config.data_dir, "test")[["id", "path"]], on="id", how="left"))
     sub = submission_path(config)
     # A submission older than the run was made by an earlier training of it: not this model's.
     current = sub.is_file() and sub.stat().st_mtime >= (path / METRICS).stat().st_mtime
-    test, source = None, ""
-    if (path / TEST_PREDICTIONS).is_file():
-        test = pd.read_csv(path / TEST_PREDICTIONS)[["id", "blend"]].rename(columns={"blend": "prob"})
-        source = f"{path / 'test_predictions.csv'} (blend, before clipping)"
-    elif current:
-        test = pd.read_csv(sub).rename(columns={"label": "prob"})
-        source = f"{sub} (clipped)"
-    if test is not None:
-        test = test.merge(read_index(config.data_dir, "test")[["id", "path"]], on="id", how="left")
-    return Run(path, config, metrics, held_out, kind, models, test, source,
+    return Run(path, config, metrics, held_out, HELD_OUT_WORDS[metrics["scored_on"]], model_columns(frame), test,
+               f"{path / TEST_PREDICTIONS} (blend, before clipping)",
                fileio.read_json(sub.with_suffix(".json")) if current else {})
 
 
-def training_histories(run: Path, method: str) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
-    """[(model, [(fold, [csv logs in phase order])])]: what each curve figure plots."""
-    if method == "cnn":
-        return [("model", [("training", [run / "history.csv"])])] if (run / "history.csv").is_file() else []
+def training_histories(run: Path) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
+    """[(model, [(fold, [csv logs in phase order])])]: what each curve figure plots. A run trained in one
+    piece (the cnn) has its history beside the model; end-to-end runs one per fold and phase."""
+    if (run / HISTORY).is_file():
+        return [("model", [("training", [run / HISTORY])])]
     out = []
     for model in sorted(p for p in run.iterdir() if p.is_dir()):
-        folds = sorted((f for f in model.iterdir() if f.is_dir() and re.fullmatch(r"fold\d+", f.name)),
-                       key=lambda f: int(f.name[4:]))
-        logs = [(f.name, [f / "history-warmup.csv", f / "history-finetune.csv"]) for f in folds]
+        logs = [(f.name, [f / phase_history(phase) for phase in PHASES]) for f in fold_dirs(model)]
         logs = [(name, paths) for name, paths in logs if any(p.is_file() for p in paths)]
         if logs:
             out.append((model.name, logs))
@@ -166,7 +152,7 @@ def _curves(run: Run, out: Path) -> str:
         return (head + "<p class=note>No curves: a features run has no training epochs. Its heads are fitted "
                 "on cached pooled features in seconds (logistic regression, a small dense head); their "
                 "out-of-fold scores are in the tables below.</p>")
-    histories = training_histories(run.path, run.config.method)
+    histories = training_histories(run.path)
     if not histories:
         return head + "<p class=note>No CSV training logs found in the run folder.</p>"
     phases = "; a dotted line, where fine-tuning starts after the warm-up" if run.config.method == "finetune" else ""
@@ -184,22 +170,19 @@ def _curves(run: Run, out: Path) -> str:
 def _calibration(run: Run, out: Path) -> str:
     y = run.held_out["label"].to_numpy()
     raw = run.held_out["prob"].to_numpy()
-    name = "blend" if run.models else "model"
-    probs = {name: raw, **{m: run.held_out[m].to_numpy() for m in run.models}}
+    name = "blend" if len(run.models) > 1 else "model"
+    probs = {name: raw, **({m: run.held_out[m].to_numpy() for m in run.models} if len(run.models) > 1 else {})}
     fixed, chosen = run.fixed_clip, run.chosen_clip
     plots.calibration(y, probs, {"fixed": fixed, "chosen": chosen}, out / "calibration.png")
     rows = [("raw (Kaggle clips at 1e-15)", score.log_loss(y, raw)),
-            (f"fixed clip [{fixed:g}, {1 - fixed:g}]", score.log_loss(y, score.clip(raw, fixed, 1 - fixed))),
-            (f"chosen clip [{chosen:g}, {1 - chosen:g}]", score.log_loss(y, score.clip(raw, chosen, 1 - chosen)))]
-    note = ("" if run.metrics.get("clip_chosen") else
-            "<p class=note>This run did not choose a clip (cnn runs use the fixed one); the chosen bound here is the "
-            "one that would minimise the validation log loss, computed for this page.</p>")
+            (f"fixed clip [{fixed[0]:g}, {fixed[1]:g}]", score.log_loss(y, score.clip(raw, *fixed))),
+            (f"chosen clip [{chosen[0]:g}, {chosen[1]:g}]", score.log_loss(y, score.clip(raw, *chosen)))]
     table = _table(["log loss on " + run.held_out_kind + " predictions", "value"],
                    [(label, f"{value:.4f}") for label, value in rows])
     return ("<h2>Calibration</h2><p>Are the probabilities honest? Points on the diagonal are; the log loss "
             "punishes confident mistakes without bound, which is what clipping trades against.</p>"
             + _figure("calibration.png", f"{run.held_out_kind} predictions of {len(y)} training images")
-            + table + note)
+            + table)
 
 
 def _pictures_and_maps(run: Run, out: Path, layer: str | None, log) -> list[str]:
@@ -235,8 +218,6 @@ def _costly_mistakes(run: Run) -> pd.DataFrame:
 
 def _least_certain(run: Run) -> tuple[pd.DataFrame, int]:
     """Readable test pictures nearest 0.5; unreadable ones (predicted 0.5 by rule) are counted apart."""
-    if run.test is None:
-        return pd.DataFrame(columns=["id", "prob", "path"]), 0
     order = run.test.dropna(subset=["path"]).assign(doubt=lambda f: (f["prob"] - 0.5).abs()).sort_values("doubt")
     kept, unreadable = [], 0
     for _, row in order.iterrows():
@@ -265,8 +246,6 @@ def _mistakes_section(run: Run, mistakes: pd.DataFrame, out: Path) -> str:
 
 def _uncertain_section(run: Run, uncertain: pd.DataFrame, unreadable: int, out: Path) -> str:
     head = "<h2>Least certain test predictions</h2>"
-    if run.test is None:
-        return head + "<p class=note>No test predictions yet: run `python -m kit predict` (or `make predict`).</p>"
     if uncertain.empty:
         return head + "<p class=note>No readable test picture to show.</p>"
     tiles = [(_thumbnail(row["path"]), f"{Path(row['path']).name}\np(dog) {row['prob']:.3f}\n"
@@ -344,10 +323,10 @@ def _tables(run: Run) -> str:
     m = run.metrics
     parts = ["<h2>The run</h2>"]
     if m.get("models"):
-        rows = [(name, f"{v.get('oof_log_loss', float('nan')):.4f}", f"{v.get('oof_accuracy', float('nan')):.4f}",
-                 f"{m.get('blend_weights', {}).get(name, float('nan')):.3f}", v.get("seconds", ""),
-                 _e(str(v.get("params", "")))) for name, v in m["models"].items()]
-        parts.append(_table(["model", "OOF log loss", "OOF accuracy", "blend weight", "seconds", "parameters"], rows))
+        rows = [(name, f"{v['log_loss']:.4f}", f"{v['accuracy']:.4f}", f"{m['blend_weights'][name]:.3f}",
+                 v["seconds"], _e(str(v["params"]))) for name, v in m["models"].items()]
+        parts.append(_table(["model", f"{run.held_out_kind} log loss", f"{run.held_out_kind} accuracy", "blend weight",
+                             "seconds", "parameters"], rows))
     if m.get("stages"):
         parts.append("<h3>Timings</h3>" + _table(["stage", "seconds", "peak memory (MB)"],
                                                   [(s["stage"], s["seconds"], s["peak_rss_mb"]) for s in m["stages"]]))

@@ -23,6 +23,7 @@ from kit.data import dataset, images
 from kit.fetch import read_index
 from kit.models import backbones
 from kit.report import gradcam
+from kit.run.rundir import MODEL
 
 SAMPLE_IMAGES = 256       # for the stand-in regression: seconds on a CPU for SqueezeNet
 MIN_PER_CLASS = 10
@@ -61,9 +62,9 @@ def _saved_cnn(run_dir: Path, config: Config) -> Subject:
     from kit.tfquiet import import_keras
 
     keras = import_keras()
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = keras.models.load_model(run_dir / MODEL)
     return Subject(model, config.image_size, lambda batch: np.asarray(batch, np.uint8),
-                   f"the run's own network ({run_dir / 'model.keras'}, best epoch)")
+                   f"the run's own network ({run_dir / MODEL}, best epoch)")
 
 
 def _first_backbone(config: Config, log) -> Subject:

@@ -1,35 +1,43 @@
 """A run's folder: where one training run keeps everything, under names only this module spells.
 
 runs/<run>/ holds config.json (the resolved config, written first), the method's own files,
-oof.csv and test_predictions.csv (methods with out-of-fold predictions) or val_predictions.csv
-(cnn), skipped.csv and, written last, metrics.json: a run without metrics.json is unfinished.
+its held-out predictions (oof.csv, out of fold, or val_predictions.csv, the cnn's validation
+split: metrics.json's `scored_on` says which), test_predictions.csv, skipped.csv and, written
+last, metrics.json: a run without metrics.json is unfinished. kit/predict/finish.py writes the
+predictions and metrics.json, the same way for every method.
 """
 
 from __future__ import annotations
 
 import os
-import resource
-import time
+import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from kit import fileio, provenance, score
+from kit import fileio
 from kit.config import Config
 from kit.data import images
-from kit.predict import blend
-from kit.run import resume, seeding
+from kit.errors import KitError
+from kit.run import seeding
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
 OOF = "oof.csv"
-TEST_PREDICTIONS = "test_predictions.csv"
 VAL_PREDICTIONS = "val_predictions.csv"
+TEST_PREDICTIONS = "test_predictions.csv"
 SKIPPED = "skipped.csv"
-SKIPPED_TEST = "skipped_test.csv"
-# The small files a run leaves beside its model: what a Kaggle kernel publishes as its output.
-RUN_OUTPUTS = (OOF, TEST_PREDICTIONS, METRICS, CONFIG, SKIPPED, SKIPPED_TEST)
+# The held-out predictions' file, by metrics.json's `scored_on`.
+HELD_OUT = {"oof": OOF, "validation": VAL_PREDICTIONS}
+# The small files a run leaves beside its models: what a Kaggle kernel publishes as its output.
+RUN_OUTPUTS = (OOF, VAL_PREDICTIONS, TEST_PREDICTIONS, METRICS, CONFIG, SKIPPED)
+BLEND = "blend"              # prediction files: the blended models' column, beside id, label and one per model
+
+MODEL = "model.keras"        # cnn: the best epoch's network
+HISTORY = "history.csv"      # cnn: one row per epoch
+CURVES = "curves.png"        # loss and accuracy per epoch, redrawn while training
+PHASES = ("warmup", "finetune")   # end to end: a fold's training phases, in order; each logs its own history
+FOLD = "fold"                     # end to end: runs/<run>/<model>/fold<n>/ holds one fold's work
 
 
 def run_dir(config: Config) -> Path:
@@ -49,8 +57,16 @@ def start_run(config: Config) -> Path:
     return out
 
 
+def read_metrics(folder: Path) -> dict:
+    """A finished run's metrics.json; one written before every method shared its schema is refused."""
+    metrics = fileio.read_json(Path(folder) / METRICS)
+    if metrics and "scored_on" not in metrics:
+        raise KitError(f"{Path(folder) / METRICS} was written by an older kit (no scored_on): train the run again")
+    return metrics
+
+
 def saved_metrics(config: Config) -> dict:
-    return fileio.read_json(run_dir(config) / METRICS)
+    return read_metrics(run_dir(config))
 
 
 def is_finished(config: Config) -> bool:
@@ -62,77 +78,27 @@ def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
     return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{METRICS}"), key=lambda p: p.stat().st_mtime)]
 
 
+def model_columns(frame: pd.DataFrame) -> list[str]:
+    """The per-model columns of a prediction file."""
+    return [c for c in frame.columns if c not in ("id", "label", BLEND)]
+
+
+def fold_dir(config: Config, model: str, fold: int) -> Path:
+    return run_dir(config) / model / f"{FOLD}{fold}"
+
+
+def fold_dirs(model_dir: Path) -> list[Path]:
+    """A model's fold folders, in fold order."""
+    found = [(int(m.group(1)), p) for p in Path(model_dir).iterdir()
+             if p.is_dir() and (m := re.fullmatch(FOLD + r"(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def phase_history(phase: str) -> str:
+    return f"history-{phase}.csv"
+
+
 def write_skips(path: Path, skips: list[images.Skip]) -> None:
     with fileio.atomic_path(path) as tmp:
         pd.DataFrame([(s.path, s.reason, s.detail) for s in skips],
                      columns=["path", "reason", "detail"]).to_csv(tmp, index=False)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Stages:
-    """Wall time and peak memory after each named stage, for the results table."""
-
-    def __init__(self, log):
-        self.log, self.rows, self._start = log, [], time.time()
-
-    def done(self, name: str) -> None:
-        now = time.time()
-        self.rows.append({"stage": name, "seconds": round(now - self._start, 1), "peak_rss_mb": round(peak_rss_mb())})
-        self.log(f"stage {name}: {now - self._start:.1f} s, peak memory {peak_rss_mb():.0f} MB")
-        self._start = now
-
-
-def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray,
-               results: list, stages: Stages, log=print, extra: dict | None = None) -> dict:
-    """Blend the models' OOF predictions, choose the clip, write oof/test predictions and metrics.
-
-    Shared by every method that yields out-of-fold predictions (heads on features, fine-tuning);
-    `extra` adds the method's own keys to metrics.json (fine-tuning: folds finished, devices).
-    """
-    out = run_dir(config)
-    y = kept["label"].to_numpy()
-    oof = np.stack([r.oof for r in results], axis=1)
-    weights = blend.blend_weights(oof, y)
-    oof_blend = oof @ weights
-    test_blend = np.stack([r.test for r in results], axis=1) @ weights
-    chosen, chosen_loss = blend.choose_clip(oof_blend, y)
-    fixed = (config.clip_low, config.clip_high)
-    stages.done("blend")
-
-    oof_frame = kept[["id", "label"]].assign(**{r.name: r.oof for r in results}, blend=oof_blend)
-    # A test image whose file could not be read keeps the uninformative 0.5.
-    test_frame = test[["id"]].assign(**{r.name: np.where(test_ok, r.test, 0.5) for r in results},
-                                     blend=np.where(test_ok, test_blend, 0.5))
-    with fileio.atomic_path(out / OOF) as tmp:
-        oof_frame.to_csv(tmp, index=False)
-    with fileio.atomic_path(out / TEST_PREDICTIONS) as tmp:
-        test_frame.to_csv(tmp, index=False)
-
-    metrics = {
-        "method": config.method,
-        "models": {r.name: {"oof_log_loss": r.oof_log_loss, "oof_accuracy": score.accuracy(y, r.oof),
-                            "params": r.detail, "seconds": round(r.seconds, 1)} for r in results},
-        "blend_weights": {r.name: float(w) for r, w in zip(results, weights)},
-        "oof_log_loss_raw": score.log_loss(y, oof_blend),
-        "oof_log_loss_fixed_clip": score.log_loss(y, score.clip(oof_blend, *fixed)),
-        "oof_accuracy": score.accuracy(y, oof_blend),
-        "clip_fixed": list(fixed),
-        "clip_chosen": [chosen, 1 - chosen],
-        "oof_log_loss_chosen_clip": chosen_loss,
-        "n_train": int(len(y)), "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
-        "folds": config.folds, "folds_completed": config.folds, **(extra or {}),
-        "stages": stages.rows,
-        **resume.record(config, kept, test),
-        "git_commit": provenance.git_commit(), "finished": provenance.now(),
-    }
-    fileio.write_json(out / METRICS, metrics)
-    log(f"train: OOF log loss {metrics['oof_log_loss_raw']:.4f} raw, "
-        f"{metrics['oof_log_loss_fixed_clip']:.4f} at [{fixed[0]}, {fixed[1]}], "
-        f"{chosen_loss:.4f} at the chosen clip [{chosen}, {1 - chosen:.4f}]; accuracy {metrics['oof_accuracy']:.4f}")
-    log("train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
-    log(f"train: run saved in {out}")
-    return metrics

@@ -1,0 +1,86 @@
+"""The end of every training run, whatever its method: the models' held-out predictions blended, the
+clip chosen on them, the predictions written and metrics.json last, in one schema.
+
+Held-out means out of fold (features, finetune, frozen: every training image predicted by a model
+that never saw it) or the cnn's validation split; `scored_on` ("oof" or "validation") says which,
+so a reader never needs to know the method. metrics.json holds:
+
+- method, scored_on; models: per model its held-out log_loss and accuracy, params and seconds;
+  blend_weights;
+- log_loss_raw, log_loss_fixed_clip (at clip_fixed, the configured bounds), log_loss_chosen_clip
+  (at clip_chosen, the symmetric bounds chosen on the held-out predictions) and accuracy, all of
+  the blend on the held-out images;
+- n_train (images the models learned from), n_held_out, n_test, n_test_unreadable;
+- the method's own keys (folds, folds_completed, replicas, ...), stages (time and peak memory each),
+  the run's digest, identity and exclusions (kit/run/resume.py), git_commit and finished.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kit import fileio, provenance, score
+from kit.predict import blend
+from kit.run import resume
+from kit.run.rundir import BLEND, HELD_OUT, METRICS, TEST_PREDICTIONS, run_dir
+
+UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
+
+
+def finish_run(config, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray, results: list, stages,
+               log=print, scored_on: str = "oof", n_train: int | None = None, extra: dict | None = None,
+               record: dict | None = None) -> dict:
+    """Blend the models' held-out predictions, choose the clip, write the predictions and metrics.json.
+
+    `held_out` holds the id and label of the rows each result's `oof` predicts, `test` the id of the rows
+    its `test` predicts (where `test_ok`). `n_train` defaults to the held-out count (every image trained
+    some fold); `extra` adds the method's own keys; `record` is what shaped the run, by default the
+    training images held out and the test set.
+    """
+    out = run_dir(config)
+    y = held_out["label"].to_numpy()
+    fitted = blend.fit(np.stack([r.oof for r in results], axis=1), y, np.stack([r.test for r in results], axis=1))
+    stages.done("blend")
+    write_predictions(out, scored_on, held_out, test, test_ok, results, fitted)
+
+    fixed = blend.fixed_clip(config)
+    metrics = {
+        "method": config.method,
+        "scored_on": scored_on,
+        "models": {r.name: {"log_loss": r.oof_log_loss, "accuracy": score.accuracy(y, r.oof),
+                            "params": r.detail, "seconds": round(r.seconds, 1)} for r in results},
+        "blend_weights": {r.name: float(w) for r, w in zip(results, fitted.weights)},
+        "log_loss_raw": score.log_loss(y, fitted.held_out),
+        "log_loss_fixed_clip": score.log_loss(y, score.clip(fitted.held_out, *fixed)),
+        "log_loss_chosen_clip": fitted.chosen_loss,
+        "accuracy": score.accuracy(y, fitted.held_out),
+        "clip_fixed": list(fixed),
+        "clip_chosen": list(fitted.chosen),
+        "n_train": int(len(y) if n_train is None else n_train), "n_held_out": int(len(y)),
+        "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
+        **(extra or {}),
+        "stages": stages.rows,
+        **(resume.record(config, held_out, test) if record is None else record),
+        "git_commit": provenance.git_commit(), "finished": provenance.now(),
+    }
+    fileio.write_json(out / METRICS, metrics)
+    (low, high), where = fitted.chosen, {"oof": "OOF", "validation": "validation"}[scored_on]
+    log(f"train: {where} log loss {metrics['log_loss_raw']:.4f} raw, {metrics['log_loss_fixed_clip']:.4f} at "
+        f"[{fixed[0]}, {fixed[1]}], {fitted.chosen_loss:.4f} at the chosen clip [{low}, {high:.4f}]; "
+        f"accuracy {metrics['accuracy']:.4f}")
+    log("train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
+    log(f"train: run saved in {out}")
+    return metrics
+
+
+def write_predictions(out, scored_on: str, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray,
+                      results: list, fitted: blend.Blend) -> None:
+    """The held-out and test predictions, a column per model and the blend, before clipping."""
+    held_out_frame = held_out[["id", "label"]].assign(**{r.name: r.oof for r in results}, **{BLEND: fitted.held_out})
+    test_frame = test[["id"]].assign(**{r.name: np.where(test_ok, r.test, UNREADABLE_TEST_PROB) for r in results},
+                                   **{BLEND: np.where(test_ok, fitted.test, UNREADABLE_TEST_PROB)})
+    with fileio.atomic_path(out / HELD_OUT[scored_on]) as tmp:
+        held_out_frame.to_csv(tmp, index=False)
+    with fileio.atomic_path(out / TEST_PREDICTIONS) as tmp:
+        test_frame.to_csv(tmp, index=False)
