@@ -19,11 +19,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kit import score  # noqa: E402
+from kit.config import Config  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 from kit.models import features, heads  # noqa: E402
-from kit import score  # noqa: E402
 from kit.predict import blend  # noqa: E402
 from kit.tfquiet import import_keras  # noqa: E402
+
+FIXED = blend.fixed_clip(Config())   # the configured clip, which every score is reported at
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("fire7_concat", "fire8_concat")
@@ -108,9 +111,9 @@ def main() -> None:
 
 
 def _row(name, dims, oof, y, seconds):
-    clip, chosen = blend.choose_clip(oof, y)
+    (clip, _), chosen = blend.choose_clip(oof, y)
     return {"name": name, "dims": dims, "raw": score.log_loss(y, oof),
-            "fixed": score.log_loss(y, score.clip(oof, 0.005, 0.995)), "chosen": chosen, "clip": clip,
+            "fixed": score.log_loss(y, score.clip(oof, *FIXED)), "chosen": chosen, "clip": clip,
             "acc": score.accuracy(y, oof), "s": seconds}
 
 

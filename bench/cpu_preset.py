@@ -58,11 +58,11 @@ def main() -> None:
     print(f"train (subprocess, incl. start-up) | {times['train']:.0f} |")
     print(f"predict (subprocess) | {times['predict']:.0f} |")
     print(f"**total** | {sum(times.values()):.0f} | {peak:.0f} (largest process)")
-    print(f"\nOOF log loss: raw {metrics['oof_log_loss_raw']:.4f}, at [0.005, 0.995] {metrics['oof_log_loss_fixed_clip']:.4f}, "
-          f"at the chosen clip {metrics['clip_chosen'][0]:g}: {metrics['oof_log_loss_chosen_clip']:.4f}; "
-          f"accuracy {metrics['oof_accuracy']:.4f} on {metrics['n_train']} images")
-    figures = {"oof_log_loss": max(metrics["oof_log_loss_raw"], metrics["oof_log_loss_chosen_clip"]),
-               "accuracy": metrics["oof_accuracy"], "seconds": sum(times.values()), "peak_mb": peak}
+    print(f"\nOOF log loss: raw {metrics['log_loss_raw']:.4f}, at {metrics['clip_fixed']} "
+          f"{metrics['log_loss_fixed_clip']:.4f}, at the chosen clip {metrics['clip_chosen'][0]:g}: "
+          f"{metrics['log_loss_chosen_clip']:.4f}; accuracy {metrics['accuracy']:.4f} on {metrics['n_held_out']} images")
+    figures = {"oof_log_loss": max(metrics["log_loss_raw"], metrics["log_loss_chosen_clip"]),
+               "accuracy": metrics["accuracy"], "seconds": sum(times.values()), "peak_mb": peak}
     met = print_bar(figures, all_photos=not args.exclusions and metrics["n_train"] == 3000)
     sys.exit(0 if met else 1)
 

@@ -17,7 +17,6 @@ import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from kit.fetch import read_index  # noqa: E402
 from kit.methods import finetune  # noqa: E402
 from kit.models import heads  # noqa: E402
 from kit.predict import blend  # noqa: E402
-from kit.run import resume  # noqa: E402
+from kit.run import resume, rundir  # noqa: E402
 
 
 def main() -> None:
@@ -59,8 +58,9 @@ def main() -> None:
         val_pred, _, _ = finetune.train_fold("lite0", group, cfg, 0, train.iloc[tr], train.iloc[va], test, identity,
                                              log=log, source=source)
         seconds = time.time() - started
-        epochs_run = sum(len(open(f).read().splitlines()) - 1 for f in
-                         sorted((Path(runs) / "lite0-finetune" / "lite0" / "fold0").glob("history-*.csv")))
+        fold = rundir.fold_dir(cfg, "lite0", 0)
+        epochs_run = sum(len(open(fold / rundir.phase_history(p)).read().splitlines()) - 1
+                         for p in rundir.PHASES if (fold / rundir.phase_history(p)).is_file())
 
     blocks = load_blocks(train["path"], [f"lite0@{args.size}", "lite2@320", "lite1@300"], args.cache_dir)
     rows = [("fine-tuned " + _what(args, cfg), val_pred, seconds)]
@@ -72,7 +72,7 @@ def main() -> None:
     print("variant | log loss | chosen clip | accuracy | seconds")
     print("--- | --- | --- | --- | ---")
     for name, pred, s in rows:
-        clip, chosen = blend.choose_clip(pred, y[va])
+        (clip, _), chosen = blend.choose_clip(pred, y[va])
         print(f"{name} | {score.log_loss(y[va], pred):.4f} | {chosen:.4f} @ {clip:g} | "
               f"{score.accuracy(y[va], pred):.4f} | {s:.0f}")
     print(f"\ntraining throughput: {epochs_run} epochs (warm-up included) of {len(tr)} photos plus "

@@ -20,10 +20,13 @@ import numpy as np
 
 from common import DATA, REPO, WEIGHTS, fetched_real
 
+from kit import score  # noqa: E402
+from kit.config import Config  # noqa: E402
 from kit.fetch import read_index  # noqa: E402
 from kit.models import features, heads  # noqa: E402
-from kit import score  # noqa: E402
 from kit.predict import blend  # noqa: E402
+
+FIXED = blend.fixed_clip(Config())   # the configured clip, which every score is reported at
 
 ALL_VIEWS = ("orig", "flip", "zoom", "zoom-flip")
 EXTRACTORS = ("lite2@320", "lite2@384", "lite0@224", "lite2@260", "lite1@240", "lite0@288", "lite1@300",
@@ -141,9 +144,9 @@ def _tokens(spec: str) -> set[str]:
 
 
 def _row(name, dims, oof, y, seconds, c):
-    clip, chosen = blend.choose_clip(oof, y)
+    (clip, _), chosen = blend.choose_clip(oof, y)
     return {"name": name, "dims": dims, "raw": score.log_loss(y, oof),
-            "fixed": score.log_loss(y, score.clip(oof, 0.005, 0.995)), "chosen": chosen, "clip": clip,
+            "fixed": score.log_loss(y, score.clip(oof, *FIXED)), "chosen": chosen, "clip": clip,
             "acc": score.accuracy(y, oof), "s": seconds, "c": c or 0}
 
 

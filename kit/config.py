@@ -99,10 +99,11 @@ class Config:
             raise KitError(f"config: label_noise_c must be above 0, got {self.label_noise_c}")
         if not 0.0 <= self.unfreeze <= 1.0:
             raise KitError(f"config: unfreeze must be a fraction in [0, 1], got {self.unfreeze}")
+        from kit.data.generators import VIEWS
+        from kit.models.heads import HEADS
+
         for head in _split(self.heads):
             _check_choice("heads", head, HEADS)
-        from kit.data.generators import VIEWS
-
         for view in _split(self.views):
             _check_choice("views", view, VIEWS)
         if self.method != "cnn" and not _split(self.backbones):
@@ -137,7 +138,6 @@ class Config:
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
-HEADS = ("logreg", "dense")
 
 
 def _split(text: str) -> list[str]:

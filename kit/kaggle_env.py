@@ -18,7 +18,8 @@ from pathlib import Path
 
 from kit import COMPETITION
 from kit.errors import KitError
-from kit.fetch import SAMPLE, locate_inputs
+from kit.fetch import locate_inputs
+from kit.score import SAMPLE
 
 RUN_TYPE_ENV = "KAGGLE_KERNEL_RUN_TYPE"   # set by Kaggle in every kernel session (Batch, Interactive)
 ROOT_ENV = "KIT_KAGGLE_ROOT"

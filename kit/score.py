@@ -14,6 +14,7 @@ import pandas as pd
 from kit.errors import KitError
 
 KAGGLE_EPS = 1e-15   # Kaggle clips to [eps, 1 - eps] before taking logs
+SAMPLE = "sample_submission.csv"   # the competition's file whose ids every submission must match
 
 
 def log_loss(labels, probs) -> float:
@@ -64,8 +65,8 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
         if missing:
             parts.append(f"{len(missing)} missing (first {missing[0]})")
         if extra:
-            parts.append(f"{len(extra)} not in sample_submission.csv (first {extra[0]})")
-        raise KitError(f"{source}: ids do not match sample_submission.csv: {'; '.join(parts)}")
+            parts.append(f"{len(extra)} not in {SAMPLE} (first {extra[0]})")
+        raise KitError(f"{source}: ids do not match {SAMPLE}: {'; '.join(parts)}")
     labels = pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=np.float64)
     if not np.isfinite(labels).all():
         raise KitError(f"{source}: {int((~np.isfinite(labels)).sum())} labels are NaN, infinite or not numbers")

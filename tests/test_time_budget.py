@@ -10,10 +10,11 @@ import pytest
 
 from kit import config, methods, score
 from kit.errors import KitError
-from kit.fetch import SAMPLE, read_index
+from kit.fetch import read_index
 from kit.predict import submission
 from kit.run import rundir
 from kit.run.time_budget import UNFROZEN_OVER_FROZEN, Budget
+from kit.score import SAMPLE
 
 
 class Clock:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kit import fileio
+from kit.score import SAMPLE
 
 # name -> how to make the bytes; the tests assert each is handled with the right reason.
 PLANTED_TRAIN = {
@@ -134,7 +135,7 @@ def make_competition(out_dir: str | Path, n_train: int = 600, n_test: int = 200,
             zf.writestr(f"test/{image_id}.jpg", data)
 
     ids = np.arange(1, n_test + 1)
-    with fileio.atomic_path(competition / "sample_submission.csv") as tmp:
+    with fileio.atomic_path(competition / SAMPLE) as tmp:
         pd.DataFrame({"id": ids, "label": 0.5}).to_csv(tmp, index=False)
     with fileio.atomic_path(out_dir / "test_labels.csv") as tmp:
         pd.DataFrame({"id": ids, "label": labels}).to_csv(tmp, index=False)

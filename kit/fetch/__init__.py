@@ -22,9 +22,9 @@ import pandas as pd
 
 from kit import faults, fileio
 from kit.errors import KitError
+from kit.score import SAMPLE
 
 SPLITS = ("train", "test")
-SAMPLE = "sample_submission.csv"
 MARKER = "fetch.json"
 TRAIN_NAME = re.compile(r"^(cat|dog)\.(\d+)\.jpg$", re.IGNORECASE)
 TEST_NAME = re.compile(r"^(\d+)\.jpg$", re.IGNORECASE)

@@ -20,10 +20,10 @@ from pathlib import Path
 from kit import fileio
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, kernels
 from kit.kaggle_env import DONE_NAME, SIDECAR, SUBMISSION
 from kit.predict.submission import submission_path
+from kit.score import SAMPLE
 
 LOG_TAIL_LINES = 30
 

@@ -265,7 +265,7 @@ def stage(name: str, log: KernelLog, rows: list):
 
 def publish(config, working: Path) -> list[str]:
     """Copy the run's small files, and the sample submission that `blend` and `submit` check against."""
-    from kit.fetch import SAMPLE
+    from kit.score import SAMPLE
     from kit.run.rundir import RUN_OUTPUTS, run_dir
 
     copies = [(run_dir(config) / name, name) for name in RUN_OUTPUTS] + [(Path(config.data_dir) / SAMPLE, SAMPLE)]

@@ -11,8 +11,8 @@ from pathlib import Path
 from kit import fileio, provenance, score
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import SAMPLE
 from kit.kaggle import kaggle_api, ledger
+from kit.score import SAMPLE
 
 
 def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print) -> dict:

@@ -19,12 +19,12 @@ import pandas as pd
 from kit import fileio, score
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import SAMPLE
 from kit.kaggle_env import DONE_NAME
 from kit.predict import blend
 from kit.run import resume
 from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns
 from kit.run.rundir import TEST_PREDICTIONS as TEST
+from kit.score import SAMPLE
 
 
 @dataclasses.dataclass

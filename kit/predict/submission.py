@@ -17,9 +17,10 @@ import pandas as pd
 from kit import faults, fileio, provenance, score
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import SAMPLE, read_index
+from kit.fetch import read_index
 from kit.predict import blend
 from kit.run.rundir import BLEND, HELD_OUT, TEST_PREDICTIONS, is_finished, run_dir, saved_metrics
+from kit.score import SAMPLE
 
 
 @dataclass(frozen=True)
