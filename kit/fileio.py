@@ -1,4 +1,5 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic writes: a reader sees the old file or the new one, never half of either. And digests: of a
+file's bytes, and of data (text, or anything JSON can hold), the one way the kit names content."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import shutil
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -69,12 +71,42 @@ def write_json(path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def sha256(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def write_npz(path, *arrays, **named) -> None:
+    """np.savez, atomically: a killed write leaves the old file or none, never half of one."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, *arrays, **named)
+
+
+def digest(data, length: int | None = 16) -> str:
+    """The sha256 of `data` (bytes, text, or JSON-able data with its keys sorted), as hex cut to `length`."""
+    if isinstance(data, str):
+        data = data.encode()
+    elif not isinstance(data, bytes):
+        data = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+def file_digest(path, algorithm: str = "sha256", **params) -> str:
+    """Hex digest of a file's bytes (hashlib's `algorithm`, with `params` such as blake2b's digest_size), read in
+    chunks (weights files reach 800 MB).
+
+    Remembered per (path, size, mtime): a run checks the same weights file when it resolves, builds and keys
+    the feature cache, and each check would otherwise read it whole again.
+    """
+    st = os.stat(path)
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, algorithm,
+                        tuple(sorted(params.items())))
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int, algorithm: str, params: tuple) -> str:
+    hashed = hashlib.new(algorithm, **dict(params))
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        while block := f.read(1 << 20):
+            hashed.update(block)
+    return hashed.hexdigest()
 
 
 def read_json(path) -> dict:

@@ -130,8 +130,8 @@ def predicted(path: Path, local=0.1234567, clip=(0.005, 0.995), n=6) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("id,label\n" + "".join(f"{i},{0.2 + i / 10:.6f}\n" for i in range(1, n + 1)))
     config = Config(run=path.stem, epochs=3).to_dict()
-    fileio.write_json(path.with_suffix(".json"), {"file": path.name, "sha256": fileio.sha256(path), "clip": list(clip),
-                                                  "local_log_loss": local, "config": config})
+    fileio.write_json(path.with_suffix(".json"), {"file": path.name, "sha256": fileio.file_digest(path),
+                                                  "clip": list(clip), "local_log_loss": local, "config": config})
     return path
 
 
@@ -341,7 +341,7 @@ def test_submit_uploads_and_records_every_ledger_column(kit, emu, work, source):
     assert before <= created <= dt.datetime.now(dt.timezone.utc)
     assert row == {
         "file": "submissions/baseline.csv", "competition": "dogs-vs-cats-redux-kernels-edition",
-        "sha256": fileio.sha256(path), "local_log_loss": "0.123457",
+        "sha256": fileio.file_digest(path), "local_log_loss": "0.123457",
         "clip_low": "0.005", "clip_high": "0.995", "config": '{"epochs":3,"run":"baseline"}',
         "message": "first, with a comma", "ref": str(stored.ref), "status": "PENDING", "public_score": "",
     }

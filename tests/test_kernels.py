@@ -24,13 +24,12 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from kit import COMPETITION, kaggle_env, score
+from kit import COMPETITION, fileio, kaggle_env, score
 from kit.config import Config, resolve
 from kit.data import synthetic
 from kit.errors import KitError
 from kit.kaggle import kernel_remote, kernel_run, kernels, submit
 from kit.predict import blend_outputs
-from kit.run import resume
 
 SPECS = kernels.kernel_specs()
 VARIANTS = kernels.variant_specs()
@@ -504,7 +503,7 @@ def test_blend_combines_kernel_outputs_into_one_submission(played, tmp_path):
         metrics = json.loads((folder / "metrics.json").read_text())
         oof = pd.read_csv(folder / "oof.csv")
         assert record["kind"] == "kernel output" and record["path"] == str(folder)
-        assert record["config_digest"] == resume.digest(json.loads((folder / "config.json").read_text()))
+        assert record["config_digest"] == fileio.digest(json.loads((folder / "config.json").read_text()))
         assert record["digest"] == metrics["digest"] and len(record["digest"]) == 16
         assert record["oof_log_loss"] == pytest.approx(score.log_loss(oof["label"], oof["blend"]))
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_kit
-from kit import config, methods, score
+from kit import config, fileio, methods, score
 from kit.errors import KitError
 from kit.predict import submission
 from kit.run import rundir
@@ -83,7 +83,7 @@ def test_prediction_writes_a_valid_clipped_submission_with_sidecar(trained, fetc
     assert sidecar["local_score_kind"] == "validation"
     assert sidecar["config"]["clip_low"] == 0.02
     assert sidecar["git_commit"] == head_commit() or sidecar["git_commit"] == head_commit() + "-dirty"
-    assert sidecar["sha256"] == __import__("kit.fileio", fromlist=["sha256"]).sha256(path)
+    assert sidecar["sha256"] == fileio.file_digest(path)
     val = pd.read_csv(rundir.run_dir(cfg) / "val_predictions.csv")
     assert sidecar["local_log_loss"] == pytest.approx(score.log_loss(val["label"], score.clip(val["blend"], 0.02, 0.98)))
     assert not list(path.parent.glob(".*.tmp*")), "no temp files left behind"

@@ -205,7 +205,7 @@ def test_killed_while_writing_the_submission_then_rerun(source, tmp_path, uninte
     sidecar = json.loads((tmp_path / "subs" / "cpu.json").read_text())
     from kit import fileio
 
-    assert sidecar["sha256"] == fileio.sha256(tmp_path / "subs" / "cpu.csv")
+    assert sidecar["sha256"] == fileio.file_digest(tmp_path / "subs" / "cpu.csv")
 
 
 @pytest.mark.fault

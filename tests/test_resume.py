@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import config, fetch, methods
+from kit import config, fetch, fileio, methods
 from kit.run import resume, rundir, seeding
 
 TINY = {"backbones": "tiny@32", "weights": "none", "heads": "logreg", "folds": 2}
@@ -24,24 +24,24 @@ def _identity(tmp_path, **overrides):
 
 
 def test_identity_counts_what_trains_and_nothing_else(tmp_path):
-    base = resume.digest(_identity(tmp_path))
+    base = fileio.digest(_identity(tmp_path))
     moved = {"data_dir": str(tmp_path / "elsewhere"), "runs_dir": "r", "submissions_dir": "s", "cache_dir": "c",
              "run": "other", "clip_low": 0.01, "clip_high": 0.99, "clip_mode": "fixed", "workers": 7,
              "heads": "dense"}   # heads: the features method's, unused by fine-tuning
-    assert resume.digest(_identity(tmp_path, **moved)) == base
+    assert fileio.digest(_identity(tmp_path, **moved)) == base
     for key, value in {"seed": 7, "learning_rate": 3e-4, "augment": False, "epochs": 5, "deterministic": False}.items():
-        assert resume.digest(_identity(tmp_path, **{key: value})) != base, key
+        assert fileio.digest(_identity(tmp_path, **{key: value})) != base, key
     train_frame, test_frame = _frames()
     cfg = config.resolve("cpu", {**TINY, "method": "finetune", "data_dir": str(tmp_path / "data")})
     relabelled = train_frame.assign(label=[1, 1, 0, 1])
-    assert resume.digest(resume.run_identity(cfg, relabelled, test_frame)) != base
+    assert fileio.digest(resume.run_identity(cfg, relabelled, test_frame)) != base
 
 
 def test_a_fold_identity_ignores_the_other_backbones(tmp_path):
     one = config.resolve("cpu", {**TINY, "method": "finetune"})
     two = dataclasses.replace(one, backbones="tiny@32,tiny@40")
     first = lambda cfg: resume.fold_identity(resume.run_identity(cfg, *_frames()), cfg.extractors()[:1], 0)
-    assert resume.digest(first(one)) == resume.digest(first(two)), "adding a backbone retrains nothing already there"
+    assert fileio.digest(first(one)) == fileio.digest(first(two)), "adding a backbone retrains nothing already there"
 
 
 def test_work_under_another_identity_is_set_aside_with_the_reason(tmp_path):
@@ -61,7 +61,7 @@ def test_work_under_another_identity_is_set_aside_with_the_reason(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("fold 1: config changed (seed), exclusions changed, training again")
     assert sorted(p.name for p in folder.iterdir()) == ["identity.json"]
     assert (run / "set-aside" / "tiny@32" / "fold0" / "predictions.npz").read_bytes() == b"old work"
-    assert json.loads((folder / "identity.json").read_text())["digest"] == resume.digest(new)
+    assert json.loads((folder / "identity.json").read_text())["digest"] == fileio.digest(new)
 
 
 def test_work_without_a_record_is_not_trusted(tmp_path):
@@ -91,7 +91,7 @@ def test_metrics_record_the_digest_and_the_exclusions(competition, tmp_path):
     saved = json.loads((rundir.run_dir(cfg) / "metrics.json").read_text())
     assert saved["exclusions"] == {"used": True, "excluded": ["cat.0", "dog.1"], "added": []}
     assert saved["digest"] == second["digest"] != first["digest"]
-    assert saved["digest"] == resume.digest(saved["identity"])
+    assert saved["digest"] == fileio.digest(saved["identity"])
     assert second["n_train"] == first["n_train"] - 2
     oof = pd.read_csv(rundir.run_dir(cfg) / "oof.csv")
     assert not {"cat.0", "dog.1"} & set(oof["id"]) and np.isfinite(oof["blend"]).all()

@@ -120,7 +120,7 @@ def test_a_killed_build_is_redone_not_used(fetched, tmp_path):
     index = read_index(fetched, "train")
     paths = index["path"].head(6)
     folder = tmp_path / f"{train_input.cache_key(paths.tolist(), [16], 16)}-16"
-    partial = folder.with_name(folder.name + ".partial")
+    partial = folder.with_name(f".{folder.name}.partial")   # where fileio.atomic_dir builds it
     partial.mkdir(parents=True)
     (partial / "16.npy").write_bytes(b"half")
     cache = train_input.pixel_cache(paths, [16], tmp_path, log=lambda *_: None)

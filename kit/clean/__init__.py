@@ -138,13 +138,13 @@ def imagenet_voters(config, tokens=()) -> list:
 
 def _classifier_probs(index: pd.DataFrame, backbone: str, weights, size: int, batch_size: int = 32) -> np.ndarray:
     from kit.data.generators import ImageBatches, predicted
-    from kit.models import backbones
+    from kit.models import backbones, inference
 
-    model = backbones.build(backbone, weights=weights, input_size=size, include_top=True)
+    predict = inference.predictor(backbones.build(backbone, weights=weights, input_size=size, include_top=True))
     batches = ImageBatches(index["path"], sizes=(size,), batch_size=batch_size,
                            preprocess=(lambda b: backbones.preprocess(backbone, b),))
     out = np.full((len(index), 1000), 1 / 1000, np.float32)
-    for kept, probs in predicted(batches, lambda inputs: model.predict_on_batch(inputs[0])):
+    for kept, probs in predicted(batches, lambda inputs: predict(inputs[0])):
         out[kept] = probs
     return out
 

@@ -5,7 +5,8 @@ epoch; at 384 px that is what keeps a GPU waiting (about 170 images/s on two cor
 
 - each training image is decoded once per run and size into a uint8 memmap on local disk
   (`pixel_cache_dir`; in a kernel, the temp folder), keyed by the files and sizes, written
-  whole to a partial folder and renamed into place, so a killed build is redone, never half-used;
+  whole to a partial folder and renamed into place (fileio.atomic_dir), so a killed build is redone,
+  never half-used;
 - each batch is gathered from it and augmented by TensorFlow ops compiled by XLA (one bilinear
   warp for flip, rotation, shift, shear and zoom; then saturation, contrast, brightness, gamma
   and noise; then the backbone's preprocessing), in parallel and without the GIL, and prefetched;
@@ -27,7 +28,6 @@ MirroredStrategy fails on an uneven split).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,6 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
+from kit import fileio
 from kit.data import images
 from kit.data.generators import Augment, decode_sizes
 from kit.errors import KitError
@@ -61,11 +62,9 @@ class PixelCache:
 
 def cache_key(paths: Sequence[str], sizes: Sequence[int], min_side: int) -> str:
     """Files by path, size and modification time: a refetched or edited file changes the key."""
-    digest = hashlib.sha256(json.dumps([CACHE_FORMAT, sorted(sizes), min_side]).encode())
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+    stats = [(path, os.stat(path)) for path in paths]
+    return fileio.digest(json.dumps([CACHE_FORMAT, sorted(sizes), min_side])
+                         + "".join(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n" for path, st in stats))
 
 
 def pixel_cache(paths: Sequence[str], sizes: Sequence[int], root: str | Path, min_side: int = 16, workers: int = 2,
@@ -80,34 +79,30 @@ def pixel_cache(paths: Sequence[str], sizes: Sequence[int], root: str | Path, mi
 
 def _build(folder: Path, paths: list[str], sizes: list[int], min_side: int, workers: int, log) -> None:
     need = sum(len(paths) * s * s * 3 for s in sizes)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    free = shutil.disk_usage(partial).free
-    if need > free:
-        shutil.rmtree(partial)
-        raise KitError(f"the pixel cache needs {need / 2**30:.1f} GiB and {partial.parent} has "
-                       f"{free / 2**30:.1f} GiB free: free some space or set pixel_cache_dir to a bigger disk")
-    log(f"train input: decoding {len(paths)} images once into a {need / 2**30:.2f} GiB uint8 cache at "
-        f"{', '.join(map(str, sizes))} px in {folder.parent}")
-    arrays = {s: np.lib.format.open_memmap(partial / f"{s}.npy", "w+", np.uint8, (len(paths), s, s, 3)) for s in sizes}
-    ok = np.zeros(len(paths), bool)
-    skips = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:   # OpenCV decodes and resizes without the GIL
-        for row, result in enumerate(pool.map(lambda p: decode_sizes(p, sizes, min_side), paths)):
-            if isinstance(result, images.Skip):
-                skips.append([result.path, result.reason, result.detail])
-                continue
-            for size, pixels in result.items():
-                arrays[size][row] = pixels
-            ok[row] = True
-    for array in arrays.values():
-        array.flush()
-    np.save(partial / "ok.npy", ok)
-    (partial / DONE).write_text(json.dumps({"format": CACHE_FORMAT, "n": len(paths), "sizes": sizes,
-                                            "skips": skips}) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+    with fileio.atomic_dir(folder) as partial:
+        free = shutil.disk_usage(partial).free
+        if need > free:
+            raise KitError(f"the pixel cache needs {need / 2**30:.1f} GiB and {partial.parent} has "
+                           f"{free / 2**30:.1f} GiB free: free some space or set pixel_cache_dir to a bigger disk")
+        log(f"train input: decoding {len(paths)} images once into a {need / 2**30:.2f} GiB uint8 cache at "
+            f"{', '.join(map(str, sizes))} px in {folder.parent}")
+        arrays = {s: np.lib.format.open_memmap(partial / f"{s}.npy", "w+", np.uint8, (len(paths), s, s, 3))
+                  for s in sizes}
+        ok = np.zeros(len(paths), bool)
+        skips = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:   # OpenCV decodes and resizes without the GIL
+            for row, result in enumerate(pool.map(lambda p: decode_sizes(p, sizes, min_side), paths)):
+                if isinstance(result, images.Skip):
+                    skips.append([result.path, result.reason, result.detail])
+                    continue
+                for size, pixels in result.items():
+                    arrays[size][row] = pixels
+                ok[row] = True
+        for array in arrays.values():
+            array.flush()
+        np.save(partial / "ok.npy", ok)
+        (partial / DONE).write_text(json.dumps({"format": CACHE_FORMAT, "n": len(paths), "sizes": sizes,
+                                                "skips": skips}) + "\n")
 
 
 def _open(folder: Path, n: int, sizes: list[int]) -> PixelCache:

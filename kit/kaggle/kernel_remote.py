@@ -167,7 +167,7 @@ def publish_submission(folder: Path, path: Path, ref: str, log=print) -> Path:
     sidecar.update(file=path.name, kernel=ref, kernel_output=str(folder))
     with fileio.atomic_path(path) as tmp:
         shutil.copyfile(folder / SUBMISSION, tmp)
-        if sidecar.get("sha256") != fileio.sha256(tmp):
+        if sidecar.get("sha256") != fileio.file_digest(tmp):
             raise KitError(f"{folder / SUBMISSION} does not match its sidecar (sha256): download it again")
         fileio.write_json(path.with_suffix(".json"), sidecar)
     local = sidecar.get("local_log_loss")

@@ -19,7 +19,6 @@ The functions under "pure" compute; only `read_sources`, `build` and `stale` tou
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import re
 import shutil
@@ -183,14 +182,10 @@ def options_from_metadata(metadata: dict) -> BuildOptions:
                         machine_shape=metadata.get("machine_shape") or DEFAULT_MACHINE_SHAPE)
 
 
-def sources_digest(sources: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
-
-
 def kernel_settings(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict:
     """The KERNEL dict the script's cells hand to kit.kaggle.kernel_run."""
     return {"name": spec.name, "preset": spec.preset, "overrides": spec.overrides,
-            "weights_dataset": options.weights_dataset, "sources_sha256": sources_digest(sources)}
+            "weights_dataset": options.weights_dataset, "sources_sha256": fileio.digest(sources, length=None)}
 
 
 def kernel_script(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> str:
@@ -393,9 +388,9 @@ _STEPS = (
      "from kit.kaggle import kernel_run\n\nSESSION = kernel_run.start(KERNEL, KIT_DIR)\nkernel_run.fetch(SESSION)"),
     ("Train: the preset's method, out-of-fold predictions for every training image, inside the time budget.",
      "kernel_run.train(SESSION)"),
-    ("Predict: the test set, clipped and checked, as `submission.csv` with its sidecar.",
+    (f"Predict: the test set, clipped and checked, as `{SUBMISSION}` with its sidecar.",
      "kernel_run.predict(SESSION)"),
-    ("Outputs: the run's small files beside the submission, `kernel.json` last.",
+    (f"Outputs: the run's small files beside the submission, `{DONE_NAME}` last.",
      "SUMMARY = kernel_run.write_outputs(SESSION)"),
 )
 

@@ -53,7 +53,7 @@ def read_sidecar(path: Path) -> dict:
     data = fileio.read_json(sidecar)
     if not data:
         return {"why": f"{path} has no local score ({sidecar.name} not found or unreadable)"}
-    if data.get("sha256") != fileio.sha256(path):
+    if data.get("sha256") != fileio.file_digest(path):
         return {"why": f"{path} has changed since {sidecar.name} was written (sha256 differs), so its local "
                        "score does not apply"}
     if data.get("local_log_loss") is None:
@@ -67,7 +67,7 @@ def ledger_row(path: Path, message: str, ref: int, sidecar: dict, competition: s
     return {
         "file": _shown(path),
         "competition": competition,
-        "sha256": fileio.sha256(path),
+        "sha256": fileio.file_digest(path),
         "created": provenance.now(),
         "local_log_loss": "" if local is None else f"{local:.6f}",
         "clip_low": str(clip[0]),

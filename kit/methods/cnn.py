@@ -18,7 +18,7 @@ from kit import faults, fileio, plots, score
 from kit.config import Config
 from kit.data import dataset, images
 from kit.fetch import read_index
-from kit.models import heads, scratch
+from kit.models import heads, inference, scratch
 from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
 from kit.run import resume
 from kit.run.rundir import CURVES, HISTORY, MODEL, SKIPPED, start_run, write_skips
@@ -55,7 +55,7 @@ def train(config: Config, log=print) -> dict:
                          plots.redraw_curves_callback(out / HISTORY, out / CURVES, config.run)])
     del x_train
     best = keras.models.load_model(out / MODEL)
-    val_probs = best.predict(x_val, batch_size=config.batch_size, verbose=0).ravel()
+    val_probs = inference.predict(best, x_val, config.batch_size).ravel()
     test_probs, test_ok = _predict_test(best, test, config, out, skipped, log)
     result = heads.HeadResult(config.model, val_probs, test_probs, score.log_loss(val_df["label"], val_probs),
                               {"image_size": config.image_size, "epochs": config.epochs}, time.time() - started)
@@ -74,7 +74,7 @@ def _predict_test(model, test: pd.DataFrame, config: Config, out: Path, skipped:
     x, ok, skips = _load(test, config, "test")
     probs = np.full(len(test), UNREADABLE_TEST_PROB)
     if ok.any():
-        probs[ok] = model.predict(x, batch_size=config.batch_size, verbose=0).ravel()
+        probs[ok] = inference.predict(model, x, config.batch_size).ravel()
     if skips:
         log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
         write_skips(out / SKIPPED, skipped + skips)

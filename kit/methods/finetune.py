@@ -10,7 +10,7 @@ Each fold keeps its model and early-stopping state after every epoch (see PhaseC
 so a killed run resumes from its last finished epoch and ends as an uninterrupted run
 does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
 says what shaped its work (kit/run/resume.py): work shaped otherwise is set aside, not reused.
-Out-of-fold and test predictions average the original and the mirrored image.
+Out-of-fold and test predictions average the config's test-time views (`views`).
 Folds run fold by fold across the models, under `time_budget_s` when one is set
 (kit/run/time_budget.py); training reads its images from kit/data/train_input.py's pixel cache.
 """
@@ -30,9 +30,9 @@ from kit.data import dataset, train_input
 from kit.data.generators import Augment, ImageBatches, predicted, view_of
 from kit.errors import KitError
 from kit.fetch import read_index
-from kit.models import backbones, heads
+from kit.models import backbones, heads, inference
 from kit.plots import redraw_curves_callback
-from kit.predict.finish import finish_run
+from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
 from kit.run import accel, resume, seeding, time_budget
 from kit.run.rundir import CURVES, PHASES, fold_dir, phase_history, run_dir, start_run
 from kit.run.stages import Stages
@@ -85,31 +85,20 @@ def _preprocessing(extractors) -> list:
 def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the predictions on the config's test-time views; ok[i] False where the file was unusable."""
     views = extractors[0].views
-    predict = _predictor(model)
+    predict = inference.predictor(model)
 
     def mean_of_views(inputs):
         mean = np.zeros(len(inputs[0]))
         for view in views:
             shown = [view_of(x, view) for x in inputs]
-            mean += np.asarray(predict(shown[0] if len(shown) == 1 else tuple(shown)), np.float64).ravel() / len(views)
+            mean += predict(shown[0] if len(shown) == 1 else tuple(shown)).astype(np.float64).ravel() / len(views)
         return mean
 
     total = np.zeros(len(frame))
     ok = np.zeros(len(frame), bool)
     for kept, mean in predicted(_batches(extractors, frame, config), mean_of_views):
         total[kept], ok[kept] = mean, True
-    return np.where(ok, total, 0.5), ok
-
-
-def _predictor(model):
-    """The model on one batch, compiled once.
-
-    Not predict_on_batch: under a MirroredStrategy (Keras 3.15.1) it returns every replica's output for
-    the whole batch, concatenated. A plain call runs the batch once, on one device.
-    """
-    import tensorflow as tf
-
-    return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return np.where(ok, total, UNREADABLE_TEST_PROB), ok
 
 
 def state_path(folder: Path, phase: str) -> Path:
@@ -162,8 +151,7 @@ class PhaseCheckpoint:
         if stopping.best_weights is not None:
             best = f"best-{self.phase}-{stopping.best_epoch + 1}.npz"
             if not (self.folder / best).exists():
-                with fileio.atomic_path(self.folder / best) as tmp, open(tmp, "wb") as f:
-                    np.savez(f, *stopping.best_weights)
+                fileio.write_npz(self.folder / best, *stopping.best_weights)
         self._commit({"epoch": epoch, "model": name, "best_weights": best, "wait": stopping.wait,
                       "best": None if stopping.best is None else float(stopping.best),
                       "best_epoch": stopping.best_epoch, "stopped": bool(model.stop_training),
@@ -264,7 +252,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     log(f"finetune: {name} fold {fold + 1}/{config.folds}: {len(train_part)} train, {len(val_part)} validation images")
 
     def tail() -> float:
-        return budget.tail_estimate(name, len(train_part), 2 * (len(val_part) + len(test)))
+        return budget.tail_estimate(name, len(train_part), len(extractors[0].views) * (len(val_part) + len(test)))
 
     seeding.seed_work(config.seed, name, fold)   # the same initial weights whether earlier folds ran here or not
     with accel.strategy().scope():
@@ -292,9 +280,7 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
     budget.record_tail(name, time.monotonic() - predicting)
     if fresh:   # a fold resumed halfway would understate what a whole fold costs
         budget.record_fold(name, time.monotonic() - started)
-    with fileio.atomic_path(done) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, val=val_pred, test=test_pred, test_ok=test_ok)
+    fileio.write_npz(done, val=val_pred, test=test_pred, test_ok=test_ok)
     faults.point("fold")
     return val_pred, test_pred, test_ok
 

@@ -18,26 +18,26 @@ stays cheap, so the command line can list backbones or validate options without 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
 import socket
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from kit import fileio
 from kit.errors import KitError
 
 if TYPE_CHECKING:  # pragma: no cover - type hints only
     import keras
 
 __all__ = ["OFFLINE_ENV", "PREPROCESSING_MODES", "REGISTRY", "Backbone", "WeightsFile", "build",
-           "file_digest", "get", "keras_cache_dirs", "names", "package_weights", "preprocess", "resolve_weights",
+           "get", "keras_cache_dirs", "names", "package_weights", "preprocess", "resolve_weights",
            "top_dense"]
 
 PREPROCESSING_MODES = ("tf", "caffe", "torch", "none")
@@ -552,29 +552,10 @@ def _in_folder(folder: Path, source: WeightsFile) -> Path:
     return direct
 
 
-def file_digest(path: Union[str, os.PathLike], algorithm: str) -> str:
-    """Hex digest of a file, read in chunks (weights files reach 800 MB).
-
-    Remembered per (path, size, mtime): a run checks the same weights file when it resolves,
-    builds and keys the feature cache, and each check would otherwise read it whole again.
-    """
-    st = os.stat(path)
-    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, algorithm)
-
-
-@lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify_hash(path: Path, source: WeightsFile) -> None:
     """Refuse a file that carries a published name but not the published content (a truncated
     download, a different release): loading it would fail obscurely or, worse, load wrong weights."""
-    actual = file_digest(path, source.hash_algorithm)
+    actual = fileio.file_digest(path, source.hash_algorithm)
     if actual != source.file_hash:
         raise KitError(f"{path} has {source.hash_algorithm} {actual}, expected {source.file_hash}: "
                        f"the file is corrupt or not the published one; download it again from {source.url}")

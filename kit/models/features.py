@@ -11,8 +11,6 @@ the last finished part.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -55,8 +53,7 @@ class Features:
 
 
 def file_key(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.blake2b(f.read(), digest_size=16).hexdigest()
+    return fileio.file_digest(path, "blake2b", digest_size=16)
 
 
 def weights_id(extractor: Extractor) -> str:
@@ -68,15 +65,14 @@ def weights_id(extractor: Extractor) -> str:
     path = backbones.resolve_weights(extractor.backbone, extractor.weights)
     if path is None:
         return "random"
-    return backbones.file_digest(path, "sha256")[:16]
+    return fileio.file_digest(path)[:16]
 
 
 def cache_dir_for(root: Path, extractor: Extractor) -> Path:
     # "format" changes whenever decoding or resizing changes, so old rows are never mixed in.
     identity = {"backbone": extractor.backbone, "size": extractor.size, "weights": weights_id(extractor),
                 "layers": list(extractor.layers), "views": list(extractor.views), "format": 2}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-    folder = Path(root) / f"{extractor.backbone}-{extractor.size}-{digest}"
+    folder = Path(root) / f"{extractor.backbone}-{extractor.size}-{fileio.digest(identity, 12)}"
     folder.mkdir(parents=True, exist_ok=True)
     fileio.write_json(folder / "identity.json", identity)
     return folder
@@ -95,9 +91,7 @@ def read_parts(folder: Path) -> dict[str, np.ndarray]:
 
 
 def write_part(folder: Path, keys: list[str], rows: np.ndarray) -> None:
-    with fileio.atomic_path(folder / f"part-{uuid.uuid4().hex[:12]}.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, keys=np.asarray(keys), features=rows)
+    fileio.write_npz(folder / f"part-{uuid.uuid4().hex[:12]}.npz", keys=np.asarray(keys), features=rows)
 
 
 def feature_model(extractor: Extractor):
@@ -123,7 +117,7 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
     """Features for every path, computing only the images the cache lacks."""
     from tqdm import tqdm
 
-    from kit.models import backbones
+    from kit.models import backbones, inference
 
     started = time.time()
     paths = [str(p) for p in paths]
@@ -136,7 +130,7 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
 
     if todo:
         log(f"features: {extractor.label}: {len(paths) - len(todo)} cached, computing {len(todo)}")
-        model = feature_model(extractor)
+        predict = inference.predictor(feature_model(extractor))
         prep = lambda batch: backbones.preprocess(extractor.backbone, batch)
         bar = tqdm(total=len(todo), desc=f"features {extractor.label}", unit="img", mininterval=2)
         for start in range(0, len(todo), PART_ROWS):
@@ -144,7 +138,7 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
             batches = ImageBatches([paths[i] for i in part], sizes=(extractor.size,), preprocess=(prep,),
                                    batch_size=batch_size, min_side=min_side, workers=workers)
             part_keys, part_rows = [], []
-            for kept, rows in predicted(batches, lambda inputs: _views(model, inputs[0], extractor.views)):
+            for kept, rows in predicted(batches, lambda inputs: _views(predict, inputs[0], extractor.views)):
                 part_rows.append(rows)
                 part_keys.extend(keys[part[j]] for j in kept)
                 bar.update(len(kept))
@@ -165,9 +159,9 @@ def extract(paths: Sequence[str], extractor: Extractor, cache_root: str | Path, 
     return Features(extractor, out, ok, skips, time.time() - started, len(todo))
 
 
-def _views(model, batch: np.ndarray, views: Sequence[str]) -> np.ndarray:
-    """Run the model on each test-time view of a preprocessed batch: [n, views, dim]."""
-    return np.stack([np.asarray(model.predict_on_batch(view_of(batch, view)), np.float32) for view in views], axis=1)
+def _views(predict, batch: np.ndarray, views: Sequence[str]) -> np.ndarray:
+    """The model (`predict`, inference.predictor) on each test-time view of a preprocessed batch: [n, views, dim]."""
+    return np.stack([predict(view_of(batch, view)).astype(np.float32) for view in views], axis=1)
 
 
 def _key_or_none(path: str):

@@ -54,6 +54,7 @@ def logreg_fold(x_train, y_train, x_val, x_test, c: float, seed: int):
 def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout: float = 0.5,
                learning_rate: float = 1e-3, batch_size: int = 64):
     """Seed 004's head: Dropout + Dense sigmoid, on standardised features."""
+    from kit.models import inference
     from kit.tfquiet import import_keras
 
     keras = import_keras()
@@ -63,7 +64,7 @@ def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout:
                               keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
     model.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    predict = lambda x: model.predict((x - mean) / std, batch_size=1024, verbose=0).ravel()
+    predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).ravel()
     return predict(x_val), predict(x_test)
 
 

@@ -21,7 +21,6 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle_env import DONE_NAME
 from kit.predict import blend
-from kit.run import resume
 from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns
 from kit.run.rundir import TEST_PREDICTIONS as TEST
 from kit.score import SAMPLE
@@ -75,7 +74,7 @@ def describe_input(folder: Path) -> dict:
     return {
         "path": str(folder),
         "kind": "kernel output" if (folder / DONE_NAME).is_file() else "run",
-        "config_digest": resume.digest(config) if config else None,
+        "config_digest": fileio.digest(config) if config else None,
         "digest": metrics.get("digest"),
         "oof_log_loss": score.log_loss(oof["label"], oof[BLEND]) if BLEND in oof else None,
     }

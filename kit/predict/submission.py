@@ -87,7 +87,7 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
         faults.point("submission")
         fileio.write_json(path.with_suffix(".json"), {
             "file": path.name,
-            "sha256": fileio.sha256(tmp),
+            "sha256": fileio.file_digest(tmp),
             "created": provenance.now(),
             "git_commit": provenance.git_commit(),
             "run": config.run,

@@ -21,7 +21,7 @@ import numpy as np
 from kit.config import Config
 from kit.data import dataset, images
 from kit.fetch import read_index
-from kit.models import backbones
+from kit.models import backbones, inference
 from kit.report import gradcam
 from kit.run.rundir import MODEL
 
@@ -100,8 +100,8 @@ def logistic_direction(subject: Subject, config: Config, log=print):
     if np.bincount(labels.astype(int), minlength=2).min() < MIN_PER_CLASS:
         return None
     log(f"report: fitting a logistic direction on {len(labels)} images' pooled features")
-    feats = np.asarray(subject.model.predict(subject.prepare(pictures), batch_size=config.batch_size, verbose=0),
-                       np.float64).reshape(len(labels), -1)
+    feats = inference.predict(subject.model, subject.prepare(pictures), config.batch_size).astype(np.float64)
+    feats = feats.reshape(len(labels), -1)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     accuracy = float(cross_val_score(pipeline, feats, labels, cv=3).mean())
     pipeline.fit(feats, labels)

@@ -9,8 +9,6 @@ predictions; a rerun whose identity differs sets the folder aside (under
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -31,10 +29,6 @@ END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "h
                      "head_learning_rate", "head_dropout", "head_batch_size")
 
 
-def digest(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def shaping_config(config) -> dict:
     unused = NOT_SHAPING + (END_TO_END_UNUSED if config.method in ("finetune", "frozen") else ())
     return {key: value for key, value in config.to_dict().items() if key not in unused}
@@ -43,7 +37,7 @@ def shaping_config(config) -> dict:
 def frame_digest(frame: pd.DataFrame, columns=("id", "label")) -> str:
     """The rows' ids (and labels), in order: which images, labelled how."""
     present = [c for c in columns if c in frame.columns]
-    return hashlib.sha256(frame[present].to_csv(index=False).encode()).hexdigest()[:16]
+    return fileio.digest(frame[present].to_csv(index=False))
 
 
 def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
@@ -56,7 +50,7 @@ def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extract
         "config": shaping_config(config),
         "train": frame_digest(train),
         "test": None if test is None else frame_digest(test, ("id",)),
-        "exclusions": digest(dataset.exclusions_applied(config)),
+        "exclusions": fileio.digest(dataset.exclusions_applied(config)),
         "weights": {ex.label: features.weights_id(ex) for ex in extractors},
     }
 
@@ -66,7 +60,7 @@ def record(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=No
     from kit.data import dataset
 
     identity = run_identity(config, train, test, extractors)
-    return {"digest": digest(identity), "identity": identity, "exclusions": dataset.exclusions_applied(config)}
+    return {"digest": fileio.digest(identity), "identity": identity, "exclusions": dataset.exclusions_applied(config)}
 
 
 def fold_identity(run: dict, extractors, fold: int) -> dict:
@@ -101,7 +95,7 @@ def claim(folder: Path, identity: dict, runs_root: Path, label: str, log=print) 
     """
     folder = Path(folder)
     saved = fileio.read_json(folder / IDENTITY)
-    if saved.get("digest") == digest(identity):
+    if saved.get("digest") == fileio.digest(identity):
         return
     work = [p for p in folder.iterdir() if p.name != IDENTITY] if folder.is_dir() else []
     if work:
@@ -109,7 +103,7 @@ def claim(folder: Path, identity: dict, runs_root: Path, label: str, log=print) 
         aside = set_aside(folder, Path(runs_root))
         log(f"{label}: {', '.join(differences(saved, identity))}, training again (the old work is in {aside})")
     folder.mkdir(parents=True, exist_ok=True)
-    fileio.write_json(folder / IDENTITY, {**identity, "digest": digest(identity)})
+    fileio.write_json(folder / IDENTITY, {**identity, "digest": fileio.digest(identity)})
 
 
 def set_aside(folder: Path, run: Path) -> Path:
