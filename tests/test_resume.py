@@ -37,6 +37,16 @@ def test_identity_counts_what_trains_and_nothing_else(tmp_path):
     assert fileio.digest(resume.run_identity(cfg, relabelled, test_frame)) != base
 
 
+def test_digests_keep_the_values_saved_work_was_named_by():
+    # Fold identities, run digests and cache folders on disk were named by these values before fileio.digest
+    # owned them: a changed value would set every saved fold aside and miss every cache.
+    identity = {"config": {"seed": 42}, "train": "abc", "test": None}
+    assert fileio.digest(identity) == "4620481a5c5d1452"
+    assert fileio.digest(identity, 12) == fileio.digest(identity)[:12]
+    assert len(fileio.digest(identity, length=None)) == 64
+    assert fileio.digest("id,label\ncat.1,0\n") == fileio.digest(b"id,label\ncat.1,0\n") == "057fa6be52e14fea"
+
+
 def test_a_fold_identity_ignores_the_other_backbones(tmp_path):
     one = config.resolve("cpu", {**TINY, "method": "finetune"})
     two = dataclasses.replace(one, backbones="tiny@32,tiny@40")
