@@ -98,6 +98,14 @@ def test_prediction_by_default_clips_where_the_validation_split_chose(trained):
     assert pd.read_csv(path)["label"].between(*metrics["clip_chosen"]).all()
 
 
+def test_a_run_from_before_the_one_metrics_schema_is_refused_in_one_line(fetched, tmp_path):
+    cfg = config.resolve("demo", {"data_dir": str(fetched), "runs_dir": str(tmp_path)})
+    rundir.run_dir(cfg).mkdir(parents=True)
+    (rundir.run_dir(cfg) / "metrics.json").write_text('{"val_log_loss": 0.3}')   # the cnn's keys of old
+    with pytest.raises(KitError, match="written by an older kit .*train the run again"):
+        submission.predict(cfg)
+
+
 def test_predict_without_training_says_so(fetched, tmp_path):
     cfg = config.resolve("demo", {"data_dir": str(fetched), "runs_dir": str(tmp_path)})
     with pytest.raises(KitError, match="run `python -m kit train` first"):

@@ -3,7 +3,7 @@
 For saturated predictions with error rate e the log loss is minimised by clipping at
 about e, so the bound is a property of the model's errors, not a habit: `fit` picks it on
 held-out predictions (out of fold, or the cnn's validation split) and every report sets it
-beside the configured bounds (config.clip_low and clip_high, by default [0.005, 0.995]).
+beside the configured bounds (config.clip_low and clip_high).
 `clip_bounds` is the rule every submission follows.
 """
 

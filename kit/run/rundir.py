@@ -58,10 +58,12 @@ def start_run(config: Config) -> Path:
 
 
 def read_metrics(folder: Path) -> dict:
-    """A finished run's metrics.json; one written before every method shared its schema is refused."""
-    metrics = fileio.read_json(Path(folder) / METRICS)
-    if metrics and "scored_on" not in metrics:
-        raise KitError(f"{Path(folder) / METRICS} was written by an older kit (no scored_on): train the run again")
+    """A finished run's metrics.json. One that cannot be read, or was written before every method shared its
+    schema (kit/predict/finish.py), is refused in one line."""
+    path = Path(folder) / METRICS
+    metrics = fileio.read_json(path)
+    if "scored_on" not in metrics:
+        raise KitError(f"{path} is missing, unreadable or written by an older kit (no scored_on): train the run again")
     return metrics
 
 
