@@ -69,7 +69,7 @@ def _saved_run_config(args):
     """The config a run was trained with, plus this command's --set overrides (clip bounds, say)."""
     import dataclasses
 
-    from kit import config, score
+    from kit import config
     from kit.run import rundir
 
     requested = _resolve(args)
@@ -78,6 +78,7 @@ def _saved_run_config(args):
 
 
 def cmd_score(args):
+    from kit import score
 
     result = score.score_file(args.submission, args.labels)
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")
