@@ -613,20 +613,32 @@ def test_push_status_output_submit_round_trip(emu, built, played, tmp_path):
     emu.set_kernel_output(REF, {p.name: p.read_bytes() for p in working.iterdir()}, log="[kernel log]\n")
     collected = kit.make("kernel-output", "KERNEL=gpu-classic")
     assert collected.returncode == 0, collected.stderr
-    folder = kit.work / "submissions" / "gpu-classic"
+    folder = kit.work / "submissions" / "kernels" / "gpu-classic"
     assert (folder / "oof.csv").read_bytes() == (working / "oof.csv").read_bytes()
     assert (folder / "dvc-kit-gpu-classic.log").read_text() == "[kernel log]\n"
-    path = kit.work / "submissions" / "gpu-classic.csv"
+    path = kit.work / "submissions" / "kernels" / "gpu-classic.csv"
     assert path.read_bytes() == (working / "submission.csv").read_bytes()
+    assert not (kit.work / "submissions" / "gpu-classic.csv").exists(), "a local run's name is not a kernel's"
     sidecar = submit.read_sidecar(path)
     assert sidecar["file"] == "gpu-classic.csv" and sidecar["kernel"] == REF and sidecar["local_log_loss"] is not None
+    assert sidecar["kernel_version"] == 1
 
     submitted = kit.make("kernel-submit", "KERNEL=gpu-classic", "MSG=tiny kernel")   # no data/: the kernel's sample
     assert submitted.returncode == 0, submitted.stderr
     assert emu.submissions[-1].content == path.read_bytes() and emu.submissions[-1].description == "tiny kernel"
     ledger = pd.read_csv(kit.work / "submissions" / "ledger.csv")
-    assert ledger["file"].tolist() == ["submissions/gpu-classic.csv"]
+    assert ledger["file"].tolist() == ["submissions/kernels/gpu-classic.csv"]
     assert ledger["local_log_loss"].iloc[0] == pytest.approx(sidecar["local_log_loss"], abs=1e-6)
+
+    # A later output without a submission: its old published file is not this output's, so nothing is uploaded,
+    # and a local run of the same name never stands in for it.
+    local_run = kit.work / "submissions" / "gpu-classic.csv"
+    local_run.write_bytes(path.read_bytes())
+    emu.set_kernel_output(REF, {"dvc-kit-gpu-classic.log": b"crashed\n"}, log="crashed\n")
+    assert "has no submission.csv" in one_error_line(kit("kernels", "output", "gpu-classic"))
+    line = one_error_line(kit("kernels", "submit", "gpu-classic", "-m", "stale"))
+    assert "did not come from the latest output" in line and "which has no submission.csv" in line
+    assert len(emu.submissions) == 1
 
     assert_no_secret(*kit.seen, push.text, json.dumps(request), folder=kit.work)
 
