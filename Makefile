@@ -129,8 +129,9 @@ $(REPORT): $(RUN_DIR)/metrics.json $(if $(filter predict,$(MAKECMDGOALS)),$(SUBM
 train: $(REPORT) ## train the PRESET (says so and does nothing when finished with these settings); writes its report
 	@echo "report: $(REPORT)"
 
-# `kit predict` is always asked too: it rewrites the submission only when the run or the settings changed.
-$(SUBMISSION): $(RUN_DIR)/metrics.json FORCE
+# predict, score and submit always ask `kit predict` too (a new clip is a new file); it rewrites the submission
+# only when the run or the settings changed. `make train` alone refreshes a submission only when the run did.
+$(SUBMISSION): $(RUN_DIR)/metrics.json $(if $(filter predict score submit,$(MAKECMDGOALS)),FORCE)
 	$(KIT) predict $(CONFIG_ARGS)
 
 predict: $(SUBMISSION) $(REPORT) ## write submissions/RUN.csv, clipped and checked; refreshes the report

@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("blend", help="blend the OOF and test predictions of kernel outputs or runs into one submission")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="folders with oof.csv and test_predictions.csv "
-                                                          "(submissions/<kernel>/ or runs/<run>/)")
+                                                          "(submissions/kernels/<kernel>/ or runs/<run>/)")
     p.add_argument("--name", default="blend", help="writes submissions/NAME.csv and its sidecar (default: blend)")
     _config_options(p)
     p.set_defaults(func=cmd_blend)
@@ -298,8 +298,8 @@ def main(argv=None) -> int:
             return 2
         # The lock resolves the config first, so a bad option fails before TensorFlow loads.
         with _data_lock(args):
-            # train loads it itself, only when there is something to train.
-            if args.command in ("predict", "demo", "clean"):
+            # train and predict load it themselves, only when there is something to compute.
+            if args.command in ("demo", "clean"):
                 from kit.tfquiet import import_keras
 
                 import_keras()

@@ -20,7 +20,7 @@ from kit.fetch import SAMPLE, read_index
 from kit.predict import blend, score
 from kit.run.rundir import (METRICS, OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
                             write_skips)
-from kit.tfquiet import keras_verbosity
+from kit.tfquiet import import_keras, keras_verbosity
 
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
 
@@ -83,7 +83,7 @@ def submission_path(config: Config, name: str | None = None) -> Path:
 
 def _cnn_predictions(config: Config, test: pd.DataFrame, log):
     """The CNN on every test image; its local score is the held-out validation split's."""
-    import keras
+    keras = import_keras()
 
     model = keras.models.load_model(run_dir(config) / "model.keras")
     x, ok, skips = dataset.load_arrays(test["path"], config.image_size, config.min_side,
