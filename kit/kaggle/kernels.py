@@ -445,7 +445,7 @@ def _pipeline_cells() -> list[str]:
 
 def _settings_cell(spec: KernelSpec, options: BuildOptions, config_source: str) -> str:
     """KERNEL and CONFIG, one value a line, each config value with the comment kit/config.py gives its field."""
-    comments = {**field_comments(config_source),
+    comments = {**_field_comments(config_source),
                 "weights_dataset": '"owner/slug": ImageNet weights from this attached dataset (internet off)'}
     lines = [_SETTINGS_INTRO]
     for name, values in (("KERNEL", kernel_settings(spec, options)), ("CONFIG", settings_config(spec))):
@@ -456,7 +456,7 @@ def _settings_cell(spec: KernelSpec, options: BuildOptions, config_source: str) 
     return "\n".join(lines) + "\n"
 
 
-def field_comments(config_source: str) -> dict[str, str]:
+def _field_comments(config_source: str) -> dict[str, str]:
     """Config field -> the comment on its line in kit/config.py's Config class."""
     if not config_source:
         return {}
