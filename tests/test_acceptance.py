@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +101,7 @@ def competition(tmp_path_factory) -> Path:
 
 def test_the_readme_flow_from_download_to_kernel_submission(competition, tmp_path):
     repo = fresh_copy(tmp_path / "repo")
+    copied = time.time()
     labels = competition.parent / "test_labels.csv"
     with KaggleEmulator(files=competition, username=USER, key=KEY) as emu:
         user = User(emu, tmp_path / "home", repo)
@@ -173,7 +175,7 @@ def test_the_readme_flow_from_download_to_kernel_submission(competition, tmp_pat
 
     for text in user.printed:
         assert KEY not in text, "the API key in the output"
-    for folder, dirs, files in os.walk(repo):   # not into the linked .venv
-        for name in files:
-            path = Path(folder) / name
-            assert path.is_symlink() or KEY.encode() not in path.read_bytes(), f"the API key in {path}"
+    for folder, dirs, files in os.walk(tmp_path):   # every file the flow wrote; not into the linked .venv
+        for path in (Path(folder) / name for name in files):
+            if not path.is_symlink() and path.stat().st_mtime >= copied and path.name != "kaggle.json":
+                assert KEY.encode() not in path.read_bytes(), f"the API key in {path}"
