@@ -54,7 +54,9 @@ def read_csv(path: str | Path, what: str, other_columns: bool = False) -> pd.Dat
 
 
 def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submission") -> pd.DataFrame:
-    """Check every id exactly once and finite values in [0, 1]; return it sorted by id."""
+    """Check every id exactly once and finite values in [0, 1]; return it sorted by id.
+
+    `sample_ids=None` checks the file alone (scoring it against labels for some of its rows)."""
     if list(frame.columns) != ["id", "label"]:
         raise KitError(f"{source}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
     ids = pd.to_numeric(frame["id"], errors="coerce")
@@ -63,7 +65,7 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
         raise KitError(f"{source}: id {int(duplicated.iloc[0])} appears more than once ({len(duplicated)} duplicates)")
-    expected = set(int(i) for i in sample_ids)
+    expected = set(int(i) for i in ids) if sample_ids is None else set(int(i) for i in sample_ids)
     got = set(int(i) for i in ids)
     if got != expected:
         missing, extra = sorted(expected - got), sorted(got - expected)
@@ -83,7 +85,8 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
 
 
 def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
-    """Log loss and accuracy of a submission file against an `id,label` answer file."""
+    """Log loss and accuracy of a submission file against an `id,label` answer file, on the rows it labels
+    (a hold-out may label only some of the test images)."""
     truth = read_csv(labels_csv, "labels file", other_columns=True)
     labels = pd.to_numeric(truth["label"], errors="coerce")
     if labels.isna().any() or not labels.isin((0, 1)).all():
@@ -91,8 +94,13 @@ def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
         raise KitError(f"labels file {labels_csv}: labels must be 0 or 1, found {bad!r}")
     if pd.to_numeric(truth["id"], errors="coerce").isna().any():
         raise KitError(f"labels file {labels_csv}: every id must be a number")
-    sub = validate_submission(read_csv(submission, "submission"), truth["id"], source=str(submission))
-    merged = truth.assign(id=truth["id"].astype(int)).merge(sub, on="id", suffixes=("_true", "_pred"))
+    sub = validate_submission(read_csv(submission, "submission"), None, source=str(submission))
+    truth = truth.assign(id=pd.to_numeric(truth["id"]).astype(int))
+    unmatched = sorted(set(truth["id"]) - set(sub["id"]))
+    if unmatched:
+        raise KitError(f"labels file {labels_csv}: {len(unmatched)} ids have no row in {submission} "
+                       f"(first {unmatched[0]}): is it this competition's labels file?")
+    merged = truth.merge(sub, on="id", suffixes=("_true", "_pred"))
     return {
         "log_loss": log_loss(merged["label_true"], merged["label_pred"]),
         "accuracy": accuracy(merged["label_true"], merged["label_pred"]),
