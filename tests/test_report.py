@@ -176,6 +176,8 @@ def test_cnn_page_has_every_section_and_the_runs_numbers(cnn_page):
 
 def test_features_page_has_no_curves_and_the_runs_numbers(features_page):
     assert not list(features_page.parent.glob("curves*.png")), "a features run has no training epochs"
+    # the maps come from a regression on the run's backbone, not from its heads: the page must say so
+    assert "logistic regression on tiny@32" in features_page.read_text() and "stand-in" in features_page.read_text()
     metrics, _ = _run_files(features_page)
     _assert_page_matches_metrics(features_page, "out-of-fold", metrics["oof_log_loss_raw"],
                                  metrics["oof_log_loss_fixed_clip"], metrics["oof_log_loss_chosen_clip"])
