@@ -1,7 +1,8 @@
 """kaggle-image.txt: every pin says where it came from, and the Python it says .venv-kaggle runs is the real one.
 
-Whether the pins sit inside requirements.txt's ranges is checked where it matters: `make
-test-kaggle-image` resolves both files together, and a pin outside a range has no solution.
+Whether the pins sit inside the ranges is checked where it matters: `make test-kaggle-image` resolves the
+file together with requirements-dev.txt (which includes requirements.txt), and a pin outside a range has no
+solution.
 """
 
 from __future__ import annotations
