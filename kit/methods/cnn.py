@@ -52,7 +52,7 @@ def train(config: Config, log=print) -> dict:
         "val_accuracy": score.accuracy(val_df["label"], probs),
         "clip": [config.clip_low, config.clip_high],
         "n_train": int(len(y_train)), "n_val": int(len(val_df)), "n_skipped": len(skipped),
-        **resume.record(config, index, None, extractors=[]),
+        **resume.record(config),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }
     with fileio.atomic_path(out / VAL_PREDICTIONS) as tmp:

@@ -30,8 +30,12 @@ def clip(probs, low: float, high: float) -> np.ndarray:
     return np.clip(np.asarray(probs, dtype=np.float64), low, high)
 
 
-def read_csv(path: str | Path, what: str) -> pd.DataFrame:
-    """Read an `id,label` CSV or end with one clear line saying what is wrong with it."""
+def read_csv(path: str | Path, what: str, other_columns: bool = False) -> pd.DataFrame:
+    """Read an `id,label` CSV or end with one clear line saying what is wrong with it.
+
+    With `other_columns` (a labels file, which often carries more), only `id` and `label` must be there and
+    the rest is dropped; a submission or a sample must be exactly `id,label`, as Kaggle requires.
+    """
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{what} not found: {path}")
@@ -41,8 +45,11 @@ def read_csv(path: str | Path, what: str) -> pd.DataFrame:
         raise KitError(f"{what} {path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise KitError(f"{what} {path} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    if other_columns and {"id", "label"} <= set(frame.columns):
+        return frame[["id", "label"]]
     if list(frame.columns) != ["id", "label"]:
-        raise KitError(f"{what} {path}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
+        needs = "columns 'id' and 'label'" if other_columns else "header must be 'id,label'"
+        raise KitError(f"{what} {path}: {needs}, got {','.join(map(str, frame.columns))!r}")
     return frame
 
 
@@ -77,7 +84,13 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
 
 def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
     """Log loss and accuracy of a submission file against an `id,label` answer file."""
-    truth = read_csv(labels_csv, "labels file")
+    truth = read_csv(labels_csv, "labels file", other_columns=True)
+    labels = pd.to_numeric(truth["label"], errors="coerce")
+    if labels.isna().any() or not labels.isin((0, 1)).all():
+        bad = truth["label"][labels.isna() | ~labels.isin((0, 1))].iloc[0]
+        raise KitError(f"labels file {labels_csv}: labels must be 0 or 1, found {bad!r}")
+    if pd.to_numeric(truth["id"], errors="coerce").isna().any():
+        raise KitError(f"labels file {labels_csv}: every id must be a number")
     sub = validate_submission(read_csv(submission, "submission"), truth["id"], source=str(submission))
     merged = truth.assign(id=truth["id"].astype(int)).merge(sub, on="id", suffixes=("_true", "_pred"))
     return {

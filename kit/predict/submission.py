@@ -18,9 +18,9 @@ from kit.data import dataset, images
 from kit.errors import KitError
 from kit.fetch import SAMPLE, read_index
 from kit.predict import blend, score
-from kit.run.rundir import (OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
+from kit.run.rundir import (METRICS, OOF, SKIPPED_TEST, TEST_PREDICTIONS, VAL_PREDICTIONS, is_finished, run_dir, saved_metrics,
                             write_skips)
-from kit.tfquiet import keras_verbosity
+from kit.tfquiet import import_keras, keras_verbosity
 
 UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
 
@@ -52,6 +52,11 @@ def predict(config: Config, log=print, path=None) -> Path:
     """submissions/<run>.csv (or `path`) and its sidecar, from a finished run."""
     if not is_finished(config):
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
+    path = Path(path or submission_path(config))
+    made_from = {"run_metrics_sha256": fileio.sha256(run_dir(config) / METRICS)}
+    if is_up_to_date(path, config, made_from):
+        log(f"predict: {path} is up to date with run {config.run} and these settings")
+        return path
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
     if config.method != "cnn":
@@ -60,8 +65,15 @@ def predict(config: Config, log=print, path=None) -> Path:
         probs, local = _cnn_predictions(config, test, log)
     chosen = saved_metrics(config).get("clip_chosen")
     submission = Submission(test["id"].to_numpy(), probs, sample["id"].to_numpy(), local,
-                            blend.clip_bounds(config, chosen), config.clip_mode if chosen else "fixed")
-    return write_submission(submission, config, Path(path or submission_path(config)), log)
+                            blend.clip_bounds(config, chosen), config.clip_mode if chosen else "fixed", made_from)
+    return write_submission(submission, config, path, log)
+
+
+def is_up_to_date(path: Path, config: Config, made_from: dict) -> bool:
+    """Whether `path` is the file predict wrote from this very run (its metrics.json) with this config."""
+    sidecar = fileio.read_json(path.with_suffix(".json")) if path.is_file() else {}
+    return (bool(sidecar) and sidecar.get("sha256") == fileio.sha256(path) and sidecar.get("config") == config.to_dict()
+            and all(sidecar.get(key) == value for key, value in made_from.items()))
 
 
 def submission_path(config: Config, name: str | None = None) -> Path:
@@ -71,7 +83,7 @@ def submission_path(config: Config, name: str | None = None) -> Path:
 
 def _cnn_predictions(config: Config, test: pd.DataFrame, log):
     """The CNN on every test image; its local score is the held-out validation split's."""
-    import keras
+    keras = import_keras()
 
     model = keras.models.load_model(run_dir(config) / "model.keras")
     x, ok, skips = dataset.load_arrays(test["path"], config.image_size, config.min_side,

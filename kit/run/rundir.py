@@ -126,7 +126,7 @@ def finish_run(config: Config, kept: pd.DataFrame, test: pd.DataFrame, test_ok: 
         "n_train": int(len(y)), "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
         "folds": config.folds, "folds_completed": config.folds, **(extra or {}),
         "stages": stages.rows,
-        **resume.record(config, kept, test),
+        **resume.record(config),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }
     fileio.write_json(out / METRICS, metrics)
