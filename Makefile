@@ -67,28 +67,29 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP) ## create or refresh the virtual environment (.venv, from requirements.lock)
 
-# requirements.txt holds the ranges; requirements.lock the exact versions they resolve to today.
+# requirements.txt holds the run-time ranges, requirements-dev.txt adds the tests' and tools'; requirements.lock
+# the exact versions both resolve to today.
 UV        := $(VENV)/bin/uv
 LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line
 
-lock: | $(STAMP) ## re-resolve requirements.txt to the newest versions it allows, into requirements.lock
-	$(UV) pip compile requirements.txt --upgrade $(LOCK_ARGS) -o requirements.lock
+lock: | $(STAMP) ## re-resolve requirements-dev.txt (it includes requirements.txt) to the newest versions, into requirements.lock
+	$(UV) pip compile requirements-dev.txt --upgrade $(LOCK_ARGS) -o requirements.lock
 
 # test-oldest / test-latest: a venv of their own at each end of the ranges, then the fast tests in it.
 # $(1): the venv's suffix, $(2): uv's resolution strategy.
 define test_at_range_end
 rm -rf .venv-$(1)
 $(UV) venv --quiet --python $(PYTHON_BOOT) .venv-$(1)
-$(UV) pip compile requirements.txt --resolution $(2) $(LOCK_ARGS) -o .venv-$(1)/resolved.txt
+$(UV) pip compile requirements-dev.txt --resolution $(2) $(LOCK_ARGS) -o .venv-$(1)/resolved.txt
 $(UV) pip install --quiet --python .venv-$(1)/bin/python -r .venv-$(1)/resolved.txt
 .venv-$(1)/bin/python -m pytest -m "not slow" -p no:cacheprovider
 endef
 .PHONY: lock test-oldest test-latest
 
-test-oldest: | $(STAMP) ## the fast tests on the lowest versions requirements.txt allows (.venv-oldest)
+test-oldest: | $(STAMP) ## the fast tests on the lowest versions the ranges allow (.venv-oldest)
 	$(call test_at_range_end,oldest,lowest-direct)
 
-test-latest: | $(STAMP) ## the fast tests on the newest versions requirements.txt allows (.venv-latest)
+test-latest: | $(STAMP) ## the fast tests on the newest versions the ranges allow (.venv-latest)
 	$(call test_at_range_end,latest,highest)
 
 demo: | $(STAMP) ## the whole pipeline on a synthetic competition (offline, no credentials)
@@ -202,7 +203,7 @@ gpu-check: | $(STAMP) ## on a GPU machine: one epoch of gpu-modern's fine-tuning
 test-kaggle-image: | $(STAMP) ## the kernel tests and the fast suite on Kaggle's GPU image versions (kaggle-image.txt, .venv-kaggle)
 	rm -rf .venv-kaggle
 	$(UV) venv --quiet --python $(PYTHON_BOOT) .venv-kaggle
-	$(UV) pip compile kaggle-image.txt requirements.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
+	$(UV) pip compile kaggle-image.txt requirements-dev.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
 	$(UV) pip install --quiet --python .venv-kaggle/bin/python -r .venv-kaggle/resolved.txt
 	.venv-kaggle/bin/python -c "import sys, tensorflow as tf, keras; print('kaggle image:', sys.version.split()[0], 'tensorflow', tf.__version__, 'keras', keras.__version__)" 2>/dev/null
 	MAKEFLAGS= .venv-kaggle/bin/python -m pytest tests/test_kernels.py tests/test_kaggle_image.py -p no:cacheprovider

@@ -40,10 +40,16 @@ def test_training_reports_skips_and_validation_loss(trained):
     assert any(m.startswith("4 training images skipped: 1 empty-file, 1 not-an-image, 1 too-small, 1 truncated") for m in messages)
     skipped = pd.read_csv(run / "skipped.csv")
     assert sorted(skipped["reason"]) == ["empty-file", "not-an-image", "too-small", "truncated"]
-    assert metrics["val_log_loss_raw"] > 0 and metrics["val_log_loss"] > 0
+    val = pd.read_csv(run / "val_predictions.csv")
+    assert len(val) == metrics["n_val"]
+    assert metrics["val_log_loss_raw"] == pytest.approx(score.log_loss(val["label"], val["prob"]))
+    assert metrics["val_log_loss"] == pytest.approx(
+        score.log_loss(val["label"], score.clip(val["prob"], cfg.clip_low, cfg.clip_high)))
     assert metrics["n_train"] + metrics["n_val"] + metrics["n_skipped"] == 80 + 7
     history = pd.read_csv(run / "history.csv")
     assert len(history) == cfg.epochs and {"loss", "val_loss"} <= set(history.columns)
+    # model.keras keeps the epoch with the lowest validation loss, and the scores are that model's
+    assert metrics["val_log_loss_raw"] == pytest.approx(history["val_loss"].min(), abs=1e-4)
     assert json.loads((run / "config.json").read_text()) == cfg.to_dict()
 
 
