@@ -26,7 +26,7 @@ replicas) leaves a replica an empty batch, which a convolution rejects ("input d
 evenly divisible by filter depth"). So the global batch is a multiple of the replica count, and
 the rows of an epoch (or of a validation pass) are padded up to one by repeating its first rows,
 weighted 0; the real rows' weights make each step's loss the mean over its real rows, as one
-replica's is (see `pad_to_replicas`).
+replica's is (see `mean_weights`).
 """
 
 from __future__ import annotations
