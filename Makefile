@@ -1,21 +1,29 @@
 # Competition files -> fetch -> train -> predict -> submit. `make help` lists the targets.
 # Targets are files where they can be, so a rerun skips finished work.
 
+# The virtual environment comes first: the latest-run lookup below runs its Python, so PY must be defined
+# before anything expands it (as a user types the command, nothing sets PY on the command line).
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KIT   := $(PY) -m kit
+
 # Defaults: `make train` trains the cpu preset; `make predict`, `score` and `submit` without PRESET or RUN
 # follow the most recently finished run (as `make report` does), so they act on the run the user just made.
+# RUN= on predict, score or submit names a finished run; only `make train` makes a new one.
 PRESET ?= cpu
-FOLLOW_LATEST := $(if $(filter command line environment,$(origin RUN) $(origin PRESET)),,$(filter predict score submit,$(MAKECMDGOALS)))
+NAMED      := $(filter command line environment,$(origin RUN) $(origin PRESET))
+RUN_NAMED  := $(filter command line environment,$(origin RUN))
+TRAINING   := $(filter train,$(MAKECMDGOALS))
+FOLLOW_LATEST := $(if $(NAMED)$(TRAINING),,$(filter predict score submit,$(MAKECMDGOALS)))
 LATEST_RUN     = $(if $(wildcard $(PY)),$(shell $(PY) -m kit runs --latest 2>/dev/null))
-ifneq ($(FOLLOW_LATEST),)
-ifneq ($(filter train,$(MAKECMDGOALS)),)
-FOLLOW_LATEST :=
-endif
-endif
 ifneq ($(FOLLOW_LATEST),)
 RUN := $(LATEST_RUN)
 ifneq ($(RUN),)
 $(info make: $(firstword $(FOLLOW_LATEST)) follows the latest finished run, RUN=$(RUN) (set RUN=name or PRESET=name for another))
 else
+undefine RUN
 FOLLOW_LATEST :=
 endif
 endif
@@ -29,20 +37,20 @@ MSG    ?= $(RUN) from make submit
 # Messages reach the recipes through the environment, so quotes in them are kept as typed.
 export MSG
 
-PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
-VENV  := .venv
-PY    := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
-KIT   := $(PY) -m kit
 CONFIG_ARGS := --preset $(PRESET) $(if $(filter-out $(PRESET),$(RUN)),--set run=$(RUN)) \
                $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
+ifneq ($(filter score,$(MAKECMDGOALS)),)
+ifeq ($(LABELS),)
+$(error make score needs LABELS=FILE.csv, the true labels (columns id and label))
+endif
+endif
 RUN_DIR    := runs/$(RUN)
 SUBMISSION := submissions/$(RUN).csv
 REPORT     := reports/$(RUN)/index.html
 LAYER  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv bench
+.PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv bench FORCE
 
 help: ## list the targets
 	@echo "usage: make TARGET [PRESET=name] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
@@ -59,28 +67,29 @@ $(STAMP): requirements.lock
 
 venv: $(STAMP) ## create or refresh the virtual environment (.venv, from requirements.lock)
 
-# requirements.txt holds the ranges; requirements.lock the exact versions they resolve to today.
+# requirements.txt holds the run-time ranges, requirements-dev.txt adds the tests' and tools'; requirements.lock
+# the exact versions both resolve to today.
 UV        := $(VENV)/bin/uv
 LOCK_ARGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line
 
-lock: | $(STAMP) ## re-resolve requirements.txt to the newest versions it allows, into requirements.lock
-	$(UV) pip compile requirements.txt --upgrade $(LOCK_ARGS) -o requirements.lock
+lock: | $(STAMP) ## re-resolve requirements-dev.txt (it includes requirements.txt) to the newest versions, into requirements.lock
+	$(UV) pip compile requirements-dev.txt --upgrade $(LOCK_ARGS) -o requirements.lock
 
 # test-oldest / test-latest: a venv of their own at each end of the ranges, then the fast tests in it.
 # $(1): the venv's suffix, $(2): uv's resolution strategy.
 define test_at_range_end
 rm -rf .venv-$(1)
 $(UV) venv --quiet --python $(PYTHON_BOOT) .venv-$(1)
-$(UV) pip compile requirements.txt --resolution $(2) $(LOCK_ARGS) -o .venv-$(1)/resolved.txt
+$(UV) pip compile requirements-dev.txt --resolution $(2) $(LOCK_ARGS) -o .venv-$(1)/resolved.txt
 $(UV) pip install --quiet --python .venv-$(1)/bin/python -r .venv-$(1)/resolved.txt
 .venv-$(1)/bin/python -m pytest -m "not slow" -p no:cacheprovider
 endef
 .PHONY: lock test-oldest test-latest
 
-test-oldest: | $(STAMP) ## the fast tests on the lowest versions requirements.txt allows (.venv-oldest)
+test-oldest: | $(STAMP) ## the fast tests on the lowest versions the ranges allow (.venv-oldest)
 	$(call test_at_range_end,oldest,lowest-direct)
 
-test-latest: | $(STAMP) ## the fast tests on the newest versions requirements.txt allows (.venv-latest)
+test-latest: | $(STAMP) ## the fast tests on the newest versions the ranges allow (.venv-latest)
 	$(call test_at_range_end,latest,highest)
 
 demo: | $(STAMP) ## the whole pipeline on a synthetic competition (offline, no credentials)
@@ -95,27 +104,44 @@ $(DATA)/fetch.json: | $(STAMP)
 fetch: | $(STAMP) ## download (kaggle client) or take FROM=dir, extract and index the competition
 	$(KIT) fetch $(if $(FROM),--from $(FROM)) $(CONFIG_ARGS)
 
-# A followed run is finished already: it must not send make back to fetch a data dir it may not have used.
-$(RUN_DIR)/metrics.json: $(if $(FOLLOW_LATEST),,$(DATA)/fetch.json)
+# The kit, not make, decides whether a run is done: it knows what shaped the run (settings, data, weights),
+# so `kit train` is always asked (FORCE) and answers at once when the run is finished with these settings.
+# It leaves metrics.json untouched then, so nothing downstream is redone.
+# A followed run is finished already, and RUN= without `train` names a finished run: neither is trained here.
+ifneq ($(FOLLOW_LATEST),)
+$(RUN_DIR)/metrics.json: ;
+else ifneq ($(RUN_NAMED),)
+ifeq ($(TRAINING),)
+$(RUN_DIR)/metrics.json: | $(STAMP)
+	@$(KIT) runs $(RUN)
+else
+$(RUN_DIR)/metrics.json: FORCE $(DATA)/fetch.json
 	$(KIT) train $(CONFIG_ARGS)
+endif
+else
+$(RUN_DIR)/metrics.json: FORCE $(DATA)/fetch.json
+	$(KIT) train $(CONFIG_ARGS)
+endif
 
 # The report follows the run, and its submission when there is one (or `make predict` is writing it).
 $(REPORT): $(RUN_DIR)/metrics.json $(if $(filter predict,$(MAKECMDGOALS)),$(SUBMISSION),$(wildcard $(SUBMISSION)))
 	$(KIT) report $(RUN)
 
-train: $(REPORT) ## train the PRESET (skipped when the run is finished); writes its report
+train: $(REPORT) ## train the PRESET (says so and does nothing when finished with these settings); writes its report
 	@echo "report: $(REPORT)"
 
-$(SUBMISSION): $(RUN_DIR)/metrics.json
+# predict, score and submit always ask `kit predict` too (a new clip is a new file); it rewrites the submission
+# only when the run or the settings changed. `make train` alone refreshes a submission only when the run did.
+$(SUBMISSION): $(RUN_DIR)/metrics.json $(if $(filter predict score submit,$(MAKECMDGOALS)),FORCE)
 	$(KIT) predict $(CONFIG_ARGS)
 
 predict: $(SUBMISSION) $(REPORT) ## write submissions/RUN.csv, clipped and checked; refreshes the report
 	@echo "report: $(REPORT)"
 
 report: | $(STAMP) ## (re)build reports/RUN/index.html (default: the latest finished run; LAYER=name for activations)
-	$(KIT) report $(if $(filter command line environment,$(origin RUN) $(origin PRESET)),$(RUN)) $(if $(LAYER),--layer $(LAYER))
+	$(KIT) report $(if $(NAMED),$(RUN)) $(if $(LAYER),--layer $(LAYER))
 
-score: $(SUBMISSION) ## log loss of the submission against LABELS=csv
+score: $(SUBMISSION) ## log loss of the submission against LABELS=csv (columns id and label; others are ignored)
 	$(KIT) score $(SUBMISSION) --labels $(LABELS)
 
 submit: $(SUBMISSION) ## check and upload submissions/RUN.csv to Kaggle, add it to the ledger (MSG='...')
@@ -131,7 +157,7 @@ clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DAT
 bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, levers, cleaning, fine-tuning, the cpu preset's bar
 	cd bench && $(abspath $(PY)) loading.py && $(abspath $(PY)) extraction.py && $(abspath $(PY)) cost_shape.py \
 	  && $(abspath $(PY)) cpu_levers.py && $(abspath $(PY)) lite_levers.py && $(abspath $(PY)) clean_imagenet.py \
-	  && $(abspath $(PY)) cpu_finetune.py && $(abspath $(PY)) lite_finetune.py && $(abspath $(PY)) cpu_preset.py
+	  && $(abspath $(PY)) cpu_finetune.py && $(abspath $(PY)) lite_finetune.py && $(abspath $(PY)) cpu_preset.py && $(abspath $(PY)) holdout.py
 
 # Kaggle kernels: kernels/<name>/ is generated from the kit (`make kernels`), pushed under your username.
 KERNEL ?=
@@ -151,13 +177,13 @@ kernel-push: | $(STAMP) ## push kernels/KERNEL as your private GPU kernel (KERNE
 kernel-status: | $(STAMP) ## the Kaggle status of KERNEL (WAIT=1 polls until it has finished)
 	$(KIT) kernels status $(KERNEL) $(if $(WAIT),--wait)
 
-kernel-output: | $(STAMP) ## download KERNEL's output to submissions/KERNEL/, its submission to submissions/KERNEL.csv
+kernel-output: | $(STAMP) ## download KERNEL's output to submissions/kernels/KERNEL/, its submission to submissions/kernels/KERNEL.csv
 	$(KIT) kernels output $(KERNEL) $(CONFIG_ARGS)
 
-kernel-submit: | $(STAMP) ## submit submissions/KERNEL.csv through the ledger (MSG='...')
+kernel-submit: | $(STAMP) ## submit submissions/kernels/KERNEL.csv, from KERNEL's latest output, through the ledger (MSG='...')
 	$(KIT) kernels submit $(KERNEL) -m "$$KERNEL_MSG" $(CONFIG_ARGS)
 
-blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DIRS='submissions/a submissions/b')
+blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DIRS='submissions/kernels/a runs/b')
 	$(KIT) blend $(DIRS) $(CONFIG_ARGS)
 
 clean: ## delete runs and reports (never the data or submissions)
@@ -177,7 +203,7 @@ gpu-check: | $(STAMP) ## on a GPU machine: one epoch of gpu-modern's fine-tuning
 test-kaggle-image: | $(STAMP) ## the kernel tests and the fast suite on Kaggle's GPU image versions (kaggle-image.txt, .venv-kaggle)
 	rm -rf .venv-kaggle
 	$(UV) venv --quiet --python $(PYTHON_BOOT) .venv-kaggle
-	$(UV) pip compile kaggle-image.txt requirements.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
+	$(UV) pip compile kaggle-image.txt requirements-dev.txt $(LOCK_ARGS) -o .venv-kaggle/resolved.txt
 	$(UV) pip install --quiet --python .venv-kaggle/bin/python -r .venv-kaggle/resolved.txt
 	.venv-kaggle/bin/python -c "import sys, tensorflow as tf, keras; print('kaggle image:', sys.version.split()[0], 'tensorflow', tf.__version__, 'keras', keras.__version__)" 2>/dev/null
 	MAKEFLAGS= .venv-kaggle/bin/python -m pytest tests/test_kernels.py tests/test_kaggle_image.py -p no:cacheprovider

@@ -70,11 +70,19 @@ def _saved_run_config(args):
     import dataclasses
 
     from kit import config
-    from kit.run import rundir
+    from kit.run import resume, rundir
 
     requested = _resolve(args)
     saved = config.load_saved(rundir.run_dir(requested) / rundir.CONFIG)
-    return dataclasses.replace(saved, **config.parse_overrides(args.overrides))
+    wanted = dataclasses.replace(saved, **config.parse_overrides(args.overrides))
+    before, after = resume.shaping_config(saved), resume.shaping_config(wanted)
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    if changed:
+        was = ", ".join(f"{k}={before.get(k)}" for k in changed)
+        raise KitError(f"run {saved.run} was trained with {was}, and {', '.join(changed)} shapes what it learns: "
+                       f"train with the new value first (make train SET=...); predict takes only settings such as "
+                       f"the clip")
+    return wanted
 
 
 def cmd_score(args):
@@ -123,8 +131,16 @@ def cmd_runs(args):
         except KitError:
             pass   # no finished run: print nothing, so `make` falls back to its default preset
         return
-    for path in rundir.finished_runs(args.runs_dir):
-        print(path.name)
+    finished = [path.name for path in rundir.finished_runs(args.runs_dir)]
+    if args.name is not None:
+        if args.name not in finished:
+            listed = ", ".join(finished) if finished else "none yet"
+            raise KitError(f"no finished run named {args.name!r} (finished runs: {listed}); "
+                           f"`make train RUN={args.name}` makes a new one")
+        print(args.name)
+        return
+    for name in finished:
+        print(name)
 
 
 def cmd_kernels(args):
@@ -222,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer whose activations are shown (default: a convolution a third of the way in)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("runs", help="list the finished runs, oldest first")
+    p = sub.add_parser("runs", help="list the finished runs, oldest first (with NAME: check that it is one)")
+    p.add_argument("name", nargs="?", help="a run that must be finished: an error listing the finished runs if not")
     p.add_argument("--latest", action="store_true", help="print only the most recently finished run (or nothing)")
     p.add_argument("--runs-dir", default="runs", help="where runs are (default: runs)")
     p.set_defaults(func=cmd_runs)
@@ -245,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("blend", help="blend the OOF and test predictions of kernel outputs or runs into one submission")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="folders with oof.csv and test_predictions.csv "
-                                                          "(submissions/<kernel>/ or runs/<run>/)")
+                                                          "(submissions/kernels/<kernel>/ or runs/<run>/)")
     p.add_argument("--name", default="blend", help="writes submissions/NAME.csv and its sidecar (default: blend)")
     _config_options(p)
     p.set_defaults(func=cmd_blend)
@@ -281,7 +298,8 @@ def main(argv=None) -> int:
             return 2
         # The lock resolves the config first, so a bad option fails before TensorFlow loads.
         with _data_lock(args):
-            if args.command in ("train", "predict", "demo", "clean"):
+            # train and predict load it themselves, only when there is something to compute.
+            if args.command in ("demo", "clean"):
                 from kit.tfquiet import import_keras
 
                 import_keras()

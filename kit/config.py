@@ -180,14 +180,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def resolve(preset: str = "baseline", overrides: dict | None = None, config_file: str | None = None) -> Config:
-    """Defaults <- preset <- config file <- overrides, each layer checked for unknown keys."""
+def resolve(preset: str = "baseline", overrides: dict | None = None, config_file: str | None = None,
+            overrides_from: str = "--set") -> Config:
+    """Defaults <- preset <- config file <- overrides, each layer checked for unknown keys (an error names
+    the layer: the overrides are `overrides_from`)."""
     if preset not in PRESETS:
         raise KitError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
     values: dict = {}
     for source, layer in ((f"preset {preset}", PRESETS[preset]),
                           (config_file, _read_config_file(config_file) if config_file else {}),
-                          ("--set", overrides or {})):
+                          (overrides_from, overrides or {})):
         _check_keys(layer, source)
         values.update(layer)
     return Config(**values)

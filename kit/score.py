@@ -31,8 +31,12 @@ def clip(probs, low: float, high: float) -> np.ndarray:
     return np.clip(np.asarray(probs, dtype=np.float64), low, high)
 
 
-def read_csv(path: str | Path, what: str) -> pd.DataFrame:
-    """Read an `id,label` CSV or end with one clear line saying what is wrong with it."""
+def read_csv(path: str | Path, what: str, other_columns: bool = False) -> pd.DataFrame:
+    """Read an `id,label` CSV or end with one clear line saying what is wrong with it.
+
+    With `other_columns` (a labels file, which often carries more), only `id` and `label` must be there and
+    the rest is dropped; a submission or a sample must be exactly `id,label`, as Kaggle requires.
+    """
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{what} not found: {path}")
@@ -42,13 +46,18 @@ def read_csv(path: str | Path, what: str) -> pd.DataFrame:
         raise KitError(f"{what} {path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise KitError(f"{what} {path} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    if other_columns and {"id", "label"} <= set(frame.columns):
+        return frame[["id", "label"]]
     if list(frame.columns) != ["id", "label"]:
-        raise KitError(f"{what} {path}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
+        needs = "columns 'id' and 'label'" if other_columns else "header must be 'id,label'"
+        raise KitError(f"{what} {path}: {needs}, got {','.join(map(str, frame.columns))!r}")
     return frame
 
 
 def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submission") -> pd.DataFrame:
-    """Check every id exactly once and finite values in [0, 1]; return it sorted by id."""
+    """Check every id exactly once and finite values in [0, 1]; return it sorted by id.
+
+    `sample_ids=None` checks the file alone (scoring it against labels for some of its rows)."""
     if list(frame.columns) != ["id", "label"]:
         raise KitError(f"{source}: header must be 'id,label', got {','.join(map(str, frame.columns))!r}")
     ids = pd.to_numeric(frame["id"], errors="coerce")
@@ -57,7 +66,7 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
         raise KitError(f"{source}: id {int(duplicated.iloc[0])} appears more than once ({len(duplicated)} duplicates)")
-    expected = set(int(i) for i in sample_ids)
+    expected = set(int(i) for i in ids) if sample_ids is None else set(int(i) for i in sample_ids)
     got = set(int(i) for i in ids)
     if got != expected:
         missing, extra = sorted(expected - got), sorted(got - expected)
@@ -77,10 +86,22 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
 
 
 def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
-    """Log loss and accuracy of a submission file against an `id,label` answer file."""
-    truth = read_csv(labels_csv, "labels file")
-    sub = validate_submission(read_csv(submission, "submission"), truth["id"], source=str(submission))
-    merged = truth.assign(id=truth["id"].astype(int)).merge(sub, on="id", suffixes=("_true", "_pred"))
+    """Log loss and accuracy of a submission file against an `id,label` answer file, on the rows it labels
+    (a hold-out may label only some of the test images)."""
+    truth = read_csv(labels_csv, "labels file", other_columns=True)
+    labels = pd.to_numeric(truth["label"], errors="coerce")
+    if labels.isna().any() or not labels.isin((0, 1)).all():
+        bad = truth["label"][labels.isna() | ~labels.isin((0, 1))].iloc[0]
+        raise KitError(f"labels file {labels_csv}: labels must be 0 or 1, found {bad!r}")
+    if pd.to_numeric(truth["id"], errors="coerce").isna().any():
+        raise KitError(f"labels file {labels_csv}: every id must be a number")
+    sub = validate_submission(read_csv(submission, "submission"), None, source=str(submission))
+    truth = truth.assign(id=pd.to_numeric(truth["id"]).astype(int))
+    unmatched = sorted(set(truth["id"]) - set(sub["id"]))
+    if unmatched:
+        raise KitError(f"labels file {labels_csv}: {len(unmatched)} ids have no row in {submission} "
+                       f"(first {unmatched[0]}): is it this competition's labels file?")
+    merged = truth.merge(sub, on="id", suffixes=("_true", "_pred"))
     return {
         "log_loss": log_loss(merged["label_true"], merged["label_pred"]),
         "accuracy": accuracy(merged["label_true"], merged["label_pred"]),

@@ -13,8 +13,14 @@ def test_defaults_are_the_competition_and_clip():
 
 
 @pytest.mark.parametrize("preset", sorted(config.PRESETS))
-def test_every_preset_resolves(preset):
-    assert isinstance(config.resolve(preset), config.Config)
+def test_every_preset_is_the_defaults_with_its_own_keys_changed(preset):
+    layer = config.PRESETS[preset]
+    resolved = config.resolve(preset).to_dict()
+    defaults = config.Config().to_dict()
+    assert {key: resolved[key] for key in layer} == layer, "every key the preset sets is applied"
+    changed = {key for key in defaults if resolved[key] != defaults[key]}
+    assert changed <= set(layer), f"keys the preset does not name changed: {sorted(changed - set(layer))}"
+    assert config.Config(**resolved) == config.resolve(preset), "the saved form reads back as the same config"
 
 
 def test_overrides_are_typed_from_the_field():

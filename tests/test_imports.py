@@ -24,7 +24,7 @@ ALLOWED = {
     "data": {"base", "fetch"},
     "models": {"base", "data"},
     "config": {"base", "data", "models"},
-    "run": {"base", "data", "models", "config"},
+    "run": {"base", "fetch", "data", "models", "config"},
     "predict": {"base", "fetch", "kaggle_env", "config", "run"},
     "methods": {"base", "fetch", "data", "models", "config", "run", "predict"},
     "clean": {"base", "fetch", "data", "models", "run"},

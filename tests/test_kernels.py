@@ -2,15 +2,17 @@
 Kaggle runs it (a fresh interpreter that cannot see this repository, a fake /kaggle), blending their
 outputs, and push / status / output / submit through the real client against the loopback emulator.
 
-Each kernel runs once per module, shrunk by KIT_KERNEL_OVERRIDES to a tiny CPU model; the kernels
-that run one backbone of a preset are marked slow (they add nothing but their own file).
+Each kernel runs once per module, shrunk to a tiny CPU model by editing its settings cell as a user
+would; the kernels that run one backbone of a preset are marked slow (they add nothing but their own file).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import bz2
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
@@ -88,24 +90,62 @@ class Played:
     result: subprocess.CompletedProcess
     working: Path
     tmp: Path
+    script: str          # as built, before its settings were edited
 
 
-def play(script: Path, input_dir: Path, where: Path, overrides: dict | None = TINY) -> Played:
+def play(script: Path, input_dir: Path, where: Path, settings: dict = TINY) -> Played:
     """Run a kernel script as Kaggle would, in isolated mode (-I: no PYTHONPATH, no user site, no script
-    folder on sys.path) from an empty folder, with its own fake /kaggle whose input is `input_dir`."""
+    folder on sys.path) from an empty folder, with its own fake /kaggle whose input is `input_dir`; first
+    `settings` are edited into its settings cell, as a user shrinks a kernel to try it."""
     root, cwd, tmp, home = (where / name for name in ("kaggle", "cwd", "tmp", "home"))
     for folder in (root, cwd, tmp, home):
         folder.mkdir(parents=True)
     (root / "input").symlink_to(input_dir, target_is_directory=True)
+    edited = where / script.name
+    edited.write_text(with_settings(script.read_text(), settings))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(tmp),
            "KIT_KAGGLE_ROOT": str(root), "TF_CPP_MIN_LOG_LEVEL": "2",
            "KAGGLE_USERNAME": USER, "KAGGLE_KEY": KEY,
            "PYTHONPATH": str(REPO)}   # would find the repository's kit, were it not for -I
-    if overrides is not None:
-        env["KIT_KERNEL_OVERRIDES"] = json.dumps(overrides)
-    result = subprocess.run([sys.executable, "-I", str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-I", str(edited)], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=300)
-    return Played(result, root / "working", tmp)
+    return Played(result, root / "working", tmp, script.read_text())
+
+
+def with_settings(script: str, changes: dict) -> str:
+    """The script with CONFIG's values for `changes` rewritten in place, each on its own line, as a user edits it
+    (keys CONFIG does not list are added at its end, as a user adds one)."""
+    lines = script.splitlines(keepends=True)
+    config = assigned(script, "CONFIG")
+    for key, value in zip(config.keys, config.values):
+        if key.value in changes:
+            assert value.lineno == value.end_lineno, "a settings value on more than one line"
+            line = lines[value.lineno - 1]
+            lines[value.lineno - 1] = line[:value.col_offset] + repr(changes[key.value]) + line[value.end_col_offset:]
+    added = "".join(f"    {k!r}: {v!r},\n" for k, v in changes.items() if k not in {n.value for n in config.keys})
+    lines[config.end_lineno - 1] = added + lines[config.end_lineno - 1]
+    return "".join(lines)
+
+
+def assigned(script: str, name: str) -> ast.expr:
+    """The value assigned to `name` at the top level of a script."""
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == name:
+            return node.value
+    raise AssertionError(f"no {name} in the script")
+
+
+def cells(script: str) -> list[tuple[str, int, str]]:
+    """(kind, first line number, text) for each jupytext percent cell of a script."""
+    found, kind, start, body = [], None, 0, []
+    for number, line in enumerate(script.splitlines(), start=1):
+        if line.startswith("# %%"):
+            if kind:
+                found.append((kind, start, "\n".join(body)))
+            kind, start, body = ("markdown" if "[markdown]" in line else "code"), number, []
+        elif kind:
+            body.append(line)
+    return found + [(kind, start, "\n".join(body))]
 
 
 @pytest.fixture(scope="module")
@@ -276,15 +316,15 @@ def test_script_carries_awkward_text_exactly():
                "kit/data/y.csv": "id,label\n1,0.5\n"}
     text = kernels.kernel_script(kernels.find_spec("gpu-classic"), kernels.BuildOptions(), awkward)
     assert _kit_sources(text) == awkward
-    assert [line for line in text.splitlines() if line.startswith("# %%")] == \
-        ["# %% [markdown]", "# %%", "# %% [markdown]", "# %%", "# %%"] + ["# %% [markdown]", "# %%"] * 4
+    assert [line for line in text.splitlines() if line.startswith("# %%")] == ["# %% [markdown]", "# %%"] * 7
 
 
 def _kit_sources(code: str) -> dict:
-    for node in ast.parse(code).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "KIT_SOURCES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("no KIT_SOURCES in the script")
+    """What the script's archive unpacks to, read here as the format says (base64, bzip2, JSON), after
+    checking it against the sha256 the script states beside it."""
+    payload = bz2.decompress(base64.b64decode(ast.literal_eval(assigned(code, "KIT_ARCHIVE")), validate=True))
+    assert hashlib.sha256(payload).hexdigest() == ast.literal_eval(assigned(code, "KIT_SHA256"))
+    return json.loads(payload)
 
 
 # --- the generated files ----------------------------------------------------------------------------
@@ -327,8 +367,9 @@ def test_scripts_are_small_carry_the_kit_and_no_secret(built):
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
         assert script.stat().st_size < 400_000, "Kaggle refuses 1 MB; stay well under it"
-        carried = _kit_sources(script.read_text())
-        assert carried == kernels.spec_sources(spec) and set(carried) <= set(sources)
+        carried = _kit_sources(script.read_text())   # each file as the repository holds it, and no other
+        assert carried == {name: (REPO / name).read_text() for name in carried} and set(carried) <= set(sources)
+        assert {"kit/__init__.py", "kit/kaggle/kernel_run.py", "kit/methods/__init__.py"} <= set(carried)
     # Each kernel carries its own method, not the others.
     assert "kit/methods/finetune.py" not in _kit_sources((built / "gpu-classic" / "gpu-classic.py").read_text())
     assert "kit/methods/features.py" not in _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
@@ -345,11 +386,51 @@ def test_scripts_open_as_notebooks_running_the_same_code(built):
     for spec in SPECS:
         script = built / spec.name / f"{spec.name}.py"
         notebook = jupytext.read(script)
-        assert [c.cell_type for c in notebook.cells] == \
-            ["markdown", "code", "markdown", "code", "code"] + ["markdown", "code"] * 4
+        assert [c.cell_type for c in notebook.cells] == ["markdown", "code"] * 7
+        assert notebook.cells[1].source.splitlines()[0].startswith("# Settings: what this kernel runs.")
         code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
         assert _kit_sources(code) == _kit_sources(script.read_text())
         compile(code, str(script), "exec")
+
+
+PIPELINE = ["start", "fetch", "train", "predict", "write_outputs"]
+
+
+def test_the_first_code_cell_is_the_settings_and_the_pipeline_follows_within_200_lines(built):
+    for spec in SPECS:
+        script = (built / spec.name / f"{spec.name}.py").read_text()
+        code = [(start, text) for kind, start, text in cells(script) if kind == "code"]
+        settings = ast.parse(code[0][1]).body
+        assert [node.targets[0].id for node in settings] == ["KERNEL", "CONFIG"], spec.name
+        assert all(isinstance(ast.literal_eval(node.value), dict) for node in settings)
+        unpack = ast.parse(code[1][1])
+        assert "KIT_ARCHIVE" in {n.targets[0].id for n in unpack.body if isinstance(n, ast.Assign)}
+        steps = code[2:]
+        calls = [node.func.attr for _, text in steps for node in ast.walk(ast.parse(text))
+                 if isinstance(node, ast.Call) and getattr(node.func, "value", None) is not None
+                 and getattr(node.func.value, "id", "") == "kernel_run"]
+        assert calls == PIPELINE, spec.name   # one visible call a cell, in the order they run
+        assert all(len(text.strip().splitlines()) <= 3 for _, text in steps)
+        assert steps[0][0] < 200, f"{spec.name}: the pipeline starts at line {steps[0][0]}"
+        assert len(script.splitlines()) < 200
+
+
+def settings_of(script: str) -> tuple[dict, dict]:
+    return ast.literal_eval(assigned(script, "KERNEL")), ast.literal_eval(assigned(script, "CONFIG"))
+
+
+def test_the_settings_cell_is_the_presets_config_with_a_budget_under_the_session_limit():
+    placed = set(kernel_run.placed_values())
+    for spec in SPECS:
+        kernel, config = settings_of((REPO / "kernels" / spec.name / f"{spec.name}.py").read_text())
+        assert kernel == {"name": spec.name, "preset": spec.preset, "weights_dataset": None}
+        preset = {k: v for k, v in resolve(spec.preset).to_dict().items() if k not in placed}
+        # Every value is the preset's but the time budget, which counts from the kernel's start and leaves an
+        # hour of the session for predicting and the outputs.
+        assert set(config) == set(preset)
+        assert {k: v for k, v in config.items() if preset[k] != v} == {"time_budget_s": config["time_budget_s"]}
+        assert config["competition"] == COMPETITION and config["run"] == spec.name
+        assert 0 < config["time_budget_s"] <= kaggle_env.SESSION_LIMIT_S - 3600, spec.name
 
 
 # --- inside the kernel ------------------------------------------------------------------------------
@@ -357,8 +438,9 @@ def test_scripts_open_as_notebooks_running_the_same_code(built):
 def test_kernel_config_points_at_kaggle_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path / "kaggle"))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
-    kernel = kernel_run_settings("gpu-modern-efficientnetv2-s")
-    config = kernel_run.kernel_config(kernel)
+    kernel, values = settings_of(kernels.kernel_script(kernels.find_spec("gpu-modern-efficientnetv2-s"),
+                                                       kernels.BuildOptions(), {"kit/__init__.py": ""}))
+    config = kernel_run.kernel_config(kernel, values)
     assert config.run == "gpu-modern-efficientnetv2-s" and config.backbones == "efficientnetv2_s@384"
     assert config.method == "finetune" and config.mixed_precision == "auto" and config.weights == "imagenet"
     assert config.submissions_dir == str(tmp_path / "kaggle" / "working")
@@ -367,23 +449,36 @@ def test_kernel_config_points_at_kaggle_paths(tmp_path, monkeypatch):
 
     offline = {**kernel, "weights_dataset": "someone/keras-weights"}
     with pytest.raises(KitError, match="the weights dataset someone/keras-weights is not attached"):
-        kernel_run.kernel_config(offline)
+        kernel_run.kernel_config(offline, values)
     (tmp_path / "kaggle" / "input" / "keras-weights").mkdir(parents=True)
-    assert kernel_run.kernel_config(offline).weights == str(tmp_path / "kaggle" / "input" / "keras-weights")
-    assert kernel_run.kernel_config(offline, {"weights": "none"}).weights == "none"
+    assert kernel_run.kernel_config(offline, values).weights == str(tmp_path / "kaggle" / "input" / "keras-weights")
+    assert kernel_run.kernel_config(offline, {**values, "weights": "none"}).weights == "none"
+    # A folder named in CONFIG is the user's choice, over the kernel's own.
+    assert kernel_run.kernel_config(kernel, {**values, "data_dir": "elsewhere"}).data_dir == "elsewhere"
 
 
-def kernel_run_settings(name: str) -> dict:
-    return kernels.kernel_settings(kernels.find_spec(name), kernels.BuildOptions(), {"kit/__init__.py": ""})
+@pytest.mark.bad_input
+@pytest.mark.parametrize("changes, message", [
+    ({"fold": 2}, "error: unknown config key 'fold' in the settings cell's CONFIG; valid keys: augment, "),
+    ({"folds": "2"}, "error: config: folds must be int, got '2'"),
+])
+def test_a_mistake_in_the_settings_cell_ends_the_kernel_in_one_line(changes, message, built, kaggle_input, tmp_path):
+    run = play(built / "cpu" / "cpu.py", kaggle_input / "zipped", tmp_path, settings=changes)
+    assert run.result.returncode == 2, run.result.stderr[-2000:]
+    assert run.result.stdout.strip().splitlines()[-1].split("] ", 1)[1].startswith(message)
+    assert "Traceback" not in run.result.stderr
 
 
-def test_test_overrides_are_ignored_inside_kaggle():
-    lines = []
-    assert kernel_run.test_overrides('{"folds": 2}', inside_kaggle=False, log=lines.append) == {"folds": 2}
-    assert kernel_run.test_overrides('{"folds": 2}', inside_kaggle=True, log=lines.append) == {}
-    assert "ignored inside Kaggle" in lines[-1]
-    with pytest.raises(KitError, match="must be a JSON object"):
-        kernel_run.test_overrides("[1]", inside_kaggle=False)
+@pytest.mark.bad_input
+def test_a_damaged_kit_archive_stops_the_kernel_before_it_runs_anything(built, kaggle_input, tmp_path):
+    script = (built / "cpu" / "cpu.py").read_text()
+    archive = ast.literal_eval(assigned(script, "KIT_ARCHIVE"))
+    damaged = tmp_path / "cpu.py"
+    damaged.write_text(script.replace(archive, archive[:500] + ("A" if archive[500] != "A" else "B") + archive[501:]))
+    run = play(damaged, kaggle_input / "zipped", tmp_path / "play", settings={})
+    assert run.result.returncode == 1 and not run.working.exists()
+    assert run.result.stderr.strip().splitlines() == [
+        "KIT_ARCHIVE is damaged (its sha256 is not KIT_SHA256): rebuild this kernel with `python -m kit kernels build`"]
 
 
 def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
@@ -413,15 +508,21 @@ def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
     sidecar = submit.read_sidecar(working / "submission.csv")   # checks the sha256 too
     assert sidecar["local_log_loss"] is not None and sidecar["run"] == name and sidecar["local_score_kind"] == "oof"
     assert len(pd.read_csv(working / "oof.csv")) == 40 and len(pd.read_csv(working / "test_predictions.csv")) == 8
-    spec = kernels.find_spec(name)
-    assert json.loads((working / "config.json").read_text())["method"] == resolve(spec.preset).method
+    script = run.script
+    # What ran is the settings cell as edited: the edited values, and the cell's own for every other key.
+    _, settings = settings_of(script)
+    ran = json.loads((working / "config.json").read_text())
+    assert {k: ran[k] for k in settings if k != "time_budget_s"} == \
+        {**{k: v for k, v in settings.items() if k != "time_budget_s"}, **TINY}
+    assert ran["method"] == resolve(kernels.find_spec(name).preset).method
     done = json.loads((working / "kernel.json").read_text())
     kit_dir = Path(done["kit_dir"])
     assert done["kernel"] == name and kit_dir.is_relative_to(run.tmp) and not kit_dir.is_relative_to(REPO)
+    assert done["sources_sha256"] == ast.literal_eval(assigned(script, "KIT_SHA256"))
     assert [s["stage"] for s in done["stages"]] == ["fetch", "train", "predict"]
     log = (working / "kit.log").read_text()
     assert all(f"stage {stage}: done in" in log for stage in ("fetch", "train", "predict"))
-    assert "test overrides from KIT_KERNEL_OVERRIDES" in log and "devices: " in log
+    assert f"of {kernel_run.duration(settings['time_budget_s'])} left for training" in log and "devices: " in log
     if name in EXTRACTED:
         assert "using extracted train/ in place" in log
     assert_no_secret(out, folder=working)
@@ -430,7 +531,7 @@ def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
 @pytest.mark.slow
 def test_a_kernel_out_of_time_ends_with_the_folds_it_finished(built, kaggle_input, tmp_path):
     run = play(built / "gpu-modern" / "gpu-modern.py", kaggle_input / "zipped", tmp_path,
-               overrides={**TINY, "backbones": "tiny@32", "time_budget_s": 1.0})
+               settings={**TINY, "time_budget_s": 1.0})
     assert run.result.returncode == 0, (run.result.stdout + run.result.stderr)[-4000:]
     metrics = json.loads((run.working / "metrics.json").read_text())
     assert metrics["folds_completed"] == 1 and metrics["folds"] == 2 and metrics["stopped_by_time_budget"]
@@ -441,12 +542,6 @@ def test_a_kernel_out_of_time_ends_with_the_folds_it_finished(built, kaggle_inpu
     assert (run.working / "kernel.json").is_file()
     log = (run.working / "kit.log").read_text()
     assert "left for training" in log and "not starting the next fold" in log
-
-
-def test_kernels_carry_a_time_budget_under_the_session_limit():
-    for spec in SPECS:
-        budget = resolve(spec.preset, spec.overrides).time_budget_s
-        assert 0 < budget <= kaggle_env.SESSION_LIMIT_S - 3600, spec.name
 
 
 def test_importing_the_kernel_modules_stays_light():
@@ -468,7 +563,7 @@ def test_a_missing_weights_dataset_is_one_line(tmp_path, kaggle_input):
     kernels.build(out, kernels.BuildOptions(weights_dataset="someone/keras-weights"), log=lambda *_: None)
     assert json.loads((out / "gpu-classic" / kernels.METADATA).read_text())["enable_internet"] is False
     run = play(out / "gpu-classic" / "gpu-classic.py", kaggle_input / "zipped", tmp_path / "play",
-               overrides={"folds": 2})
+               settings={"folds": 2})
     assert run.result.returncode == 2
     assert run.result.stdout.strip().splitlines()[-1].endswith(
         "error: the weights dataset someone/keras-weights is not attached: no "
@@ -610,20 +705,32 @@ def test_push_status_output_submit_round_trip(emu, built, played, tmp_path):
     emu.set_kernel_output(REF, {p.name: p.read_bytes() for p in working.iterdir()}, log="[kernel log]\n")
     collected = kit.make("kernel-output", "KERNEL=gpu-classic")
     assert collected.returncode == 0, collected.stderr
-    folder = kit.work / "submissions" / "gpu-classic"
+    folder = kit.work / "submissions" / "kernels" / "gpu-classic"
     assert (folder / "oof.csv").read_bytes() == (working / "oof.csv").read_bytes()
     assert (folder / "dvc-kit-gpu-classic.log").read_text() == "[kernel log]\n"
-    path = kit.work / "submissions" / "gpu-classic.csv"
+    path = kit.work / "submissions" / "kernels" / "gpu-classic.csv"
     assert path.read_bytes() == (working / "submission.csv").read_bytes()
+    assert not (kit.work / "submissions" / "gpu-classic.csv").exists(), "a local run's name is not a kernel's"
     sidecar = submit.read_sidecar(path)
     assert sidecar["file"] == "gpu-classic.csv" and sidecar["kernel"] == REF and sidecar["local_log_loss"] is not None
+    assert sidecar["kernel_version"] == 1
 
     submitted = kit.make("kernel-submit", "KERNEL=gpu-classic", "MSG=tiny kernel")   # no data/: the kernel's sample
     assert submitted.returncode == 0, submitted.stderr
     assert emu.submissions[-1].content == path.read_bytes() and emu.submissions[-1].description == "tiny kernel"
     ledger = pd.read_csv(kit.work / "submissions" / "ledger.csv")
-    assert ledger["file"].tolist() == ["submissions/gpu-classic.csv"]
+    assert ledger["file"].tolist() == ["submissions/kernels/gpu-classic.csv"]
     assert ledger["local_log_loss"].iloc[0] == pytest.approx(sidecar["local_log_loss"], abs=1e-6)
+
+    # A later output without a submission: its old published file is not this output's, so nothing is uploaded,
+    # and a local run of the same name never stands in for it.
+    local_run = kit.work / "submissions" / "gpu-classic.csv"
+    local_run.write_bytes(path.read_bytes())
+    emu.set_kernel_output(REF, {"dvc-kit-gpu-classic.log": b"crashed\n"}, log="crashed\n")
+    assert "has no submission.csv" in one_error_line(kit("kernels", "output", "gpu-classic"))
+    line = one_error_line(kit("kernels", "submit", "gpu-classic", "-m", "stale"))
+    assert "did not come from the latest output" in line and "which has no submission.csv" in line
+    assert len(emu.submissions) == 1
 
     assert_no_secret(*kit.seen, push.text, json.dumps(request), folder=kit.work)
 
@@ -636,8 +743,8 @@ def test_push_only_one_backbone_makes_that_variant_from_the_committed_kernel(emu
     ref = f"{USER}/dvc-kit-gpu-modern-convnext-small"
     push = emu.kernel(ref).pushes[-1]
     assert push.request["newTitle"] == "dvc-kit gpu-modern-convnext-small"
-    settings = next(n for n in ast.parse(push.text).body if isinstance(n, ast.Assign) and n.targets[0].id == "KERNEL")
-    assert ast.literal_eval(settings.value)["overrides"]["backbones"] == "convnext_small@288"
+    kernel, config = settings_of(push.text)
+    assert kernel["name"] == "gpu-modern-convnext-small" and config["backbones"] == "convnext_small@288"
     assert _kit_sources(push.text) == _kit_sources((built / "gpu-modern" / "gpu-modern.py").read_text())
     assert not (kit.work / "kernels" / "gpu-modern-convnext-small").exists(), "variants are never written to kernels/"
     line = one_error_line(kit("kernels", "status", "gpu-modern", "--only", "convnext_small"))

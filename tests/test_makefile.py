@@ -1,25 +1,35 @@
 """The Makefile's defaults: `make train` trains the cpu preset; predict, score and submit follow the run
-the user made last. Checked with `make -n` (nothing runs but the latest-run lookup) in a scratch folder."""
+the user made last. Checked with `make -n` (nothing runs but the latest-run lookup) in a scratch folder laid
+out as the repository is (its Makefile, kit/, requirements.lock and .venv linked in), with nothing set on
+make's command line that a user would not type: an early `PY=` once hid that the lookup ran before PY was
+defined."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+LINKED = ("Makefile", "kit", "requirements.lock", ".venv")
+
+pytestmark = pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").is_file(),
+                                reason=f"no {REPO / '.venv'}: these run make as a user does, with the venv make built")
 
 
-def make_n(work: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for name in ("RUN", "PRESET"):   # as a user types it: nothing set unless on the command line
-        env.pop(name, None)
-    result = subprocess.run(["make", "-n", "-f", str(REPO / "Makefile"), f"PY={sys.executable}", "STAMP=", *args],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=60)
+def make_n(work: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess | str:
+    for name in LINKED:
+        if not (work / name).exists():
+            (work / name).symlink_to(REPO / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "PRESET", "PYTHONPATH", "MAKEFLAGS", "MAKELEVEL")}
+    result = subprocess.run(["make", "-n", *args], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    if not ok:
+        return result
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return "\n".join(" ".join(line.split()) for line in result.stdout.splitlines())   # as a shell reads it
 
 
 def finish_run(work: Path, name: str) -> None:
@@ -72,9 +82,38 @@ def test_without_a_finished_run_predict_falls_back_to_the_cpu_preset(tmp_path):
     assert "-m kit train --preset cpu" in out and "-m kit predict --preset cpu" in out
 
 
+def test_train_always_asks_the_kit_which_decides_whether_the_run_is_finished(tmp_path):
+    finish_run(tmp_path, "cpu")
+    assert "-m kit train --preset cpu" in make_n(tmp_path, "train")
+    assert "-m kit train --preset cpu --set folds=3" in make_n(tmp_path, "train", "SET=folds=3")
+
+
+def test_predict_is_always_asked_too_so_a_new_clip_is_applied(tmp_path):
+    finish_run(tmp_path, "cpu")
+    (tmp_path / "submissions").mkdir()
+    (tmp_path / "submissions" / "cpu.csv").write_text("id,label\n")
+    out = make_n(tmp_path, "predict", "SET=clip_low=0.01")
+    assert "-m kit predict --preset cpu --set clip_low=0.01" in out and "kit train" not in out
+
+
+def test_a_named_run_must_be_finished_and_is_never_trained_by_predict(tmp_path):
+    finish_run(tmp_path, "cpu")
+    out = make_n(tmp_path, "predict", "RUN=typo")
+    assert "-m kit runs typo" in out and "kit train" not in out
+    assert "kit runs" not in make_n(tmp_path, "predict", "RUN=cpu")
+    assert "-m kit train --preset cpu --set run=typo" in make_n(tmp_path, "train", "RUN=typo")
+
+
+def test_score_without_labels_is_one_line_before_anything_runs(tmp_path):
+    finish_run(tmp_path, "cpu")
+    result = make_n(tmp_path, "score", ok=False)
+    assert result.returncode != 0 and "make score needs LABELS=FILE.csv" in result.stderr
+    assert "kit" not in result.stdout
+
+
 def test_help_lists_the_range_targets_and_the_defaults(tmp_path):
-    out = subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "help"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60).stdout
+    make_n(tmp_path, "help")
+    out = subprocess.run(["make", "-s", "help"], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
     for target in ("lock", "test-oldest", "test-latest", "train", "predict"):
         assert f"  {target} " in out
     assert "cpu (default)" in out and "baseline (the from-scratch CNN)" in out

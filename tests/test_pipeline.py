@@ -43,18 +43,23 @@ def test_training_reports_skips_and_validation_loss(trained):
     assert len(skipped) == 4 + 2 and {"empty-file", "not-an-image", "too-small", "truncated"} <= set(skipped["reason"])
     # The cnn's metrics are every method's: scored on its validation split, the clip chosen there.
     assert metrics["scored_on"] == "validation" and metrics["method"] == "cnn"
-    assert metrics["log_loss_raw"] > 0 and metrics["log_loss_fixed_clip"] > 0
-    assert metrics["log_loss_chosen_clip"] <= metrics["log_loss_fixed_clip"] + 1e-12
-    assert metrics["clip_chosen"][0] == pytest.approx(1 - metrics["clip_chosen"][1])
     assert metrics["n_train"] + metrics["n_held_out"] == 80 + 7 - 4
     assert metrics["n_test"] == 24 and metrics["n_test_unreadable"] == 2
     val = pd.read_csv(run / "val_predictions.csv")
     assert list(val.columns) == ["id", "label", cfg.model, "blend"] and len(val) == metrics["n_held_out"]
     assert metrics["log_loss_raw"] == pytest.approx(score.log_loss(val["label"], val["blend"]))
+    assert metrics["log_loss_fixed_clip"] == pytest.approx(
+        score.log_loss(val["label"], score.clip(val["blend"], cfg.clip_low, cfg.clip_high)))
+    assert metrics["log_loss_chosen_clip"] == pytest.approx(
+        score.log_loss(val["label"], score.clip(val["blend"], *metrics["clip_chosen"])))
+    assert metrics["log_loss_chosen_clip"] <= metrics["log_loss_fixed_clip"] + 1e-12
+    assert metrics["clip_chosen"][0] == pytest.approx(1 - metrics["clip_chosen"][1])
     test = pd.read_csv(run / "test_predictions.csv")
     assert len(test) == 24 and (test["blend"] == 0.5).sum() >= 2
     history = pd.read_csv(run / "history.csv")
     assert len(history) == cfg.epochs and {"loss", "val_loss"} <= set(history.columns)
+    # model.keras keeps the epoch with the lowest validation loss, and the scores are that model's
+    assert metrics["log_loss_raw"] == pytest.approx(history["val_loss"].min(), abs=1e-4)
     assert json.loads((run / "config.json").read_text()) == cfg.to_dict()
 
 

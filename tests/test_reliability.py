@@ -183,7 +183,7 @@ def test_killed_run_rerun_under_another_seed_equals_a_fresh_run_with_that_seed(s
     killed("train", *TINY_FINETUNE, *paths_for(tmp_path), point="fold")
     rerun = run_kit("train", *TINY_FINETUNE, "--set", "seed=7", *paths_for(tmp_path))
     assert rerun.returncode == 0, rerun.stderr[-1500:]
-    assert "tiny@32 fold 1: config changed (seed), training again" in rerun.stdout
+    assert "tiny@32 fold 1: config changed (seed 42 -> 7), training again" in rerun.stdout
     assert (tmp_path / "runs" / "cpu" / "set-aside" / "tiny@32" / "fold0" / "predictions.npz").is_file()
     kit_ok("predict", *TINY_FINETUNE, "--set", "seed=7", *paths_for(tmp_path))
     assert_same_outputs(tmp_path, uninterrupted("finetune", "--set", "seed=7"), "finetune")

@@ -1,5 +1,7 @@
 """Run reports: the page and its PNGs for tiny cnn and features runs, Grad-CAM, activations, live curves."""
 
+import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -64,6 +66,76 @@ def _links(page: Path) -> list[str]:
     return parser.links
 
 
+class _Tables(HTMLParser):
+    """Every table of the page as {first cell of a row: the row's other cells}, and the page's paragraphs."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.paragraphs, self._row, self._cell = [], [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({})
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "p":
+            self.paragraphs.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._row is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._row:
+            self.tables[-1][self._row[0]] = self._row[1:]
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        elif self.paragraphs:
+            self.paragraphs[-1] += data
+
+
+def _page_numbers(page: Path) -> _Tables:
+    parser = _Tables()
+    parser.feed(page.read_text())
+    return parser
+
+
+def _table_with(parsed: _Tables, header: str) -> dict[str, list[str]]:
+    """The rows, less the header, of the table whose first column is headed `header`."""
+    table = next(table for table in parsed.tables if header in table)
+    return {label: cells for label, cells in table.items() if label != header}
+
+
+def _run_files(page: Path) -> tuple[dict, dict]:
+    """metrics.json and the submission's sidecar of the run a fixture's page shows."""
+    root, name = page.parents[2], page.parent.name
+    return (json.loads((root / "runs" / name / "metrics.json").read_text()),
+            json.loads((root / "subs" / f"{name}.json").read_text()))
+
+
+def _assert_page_matches_metrics(page: Path, kind: str) -> None:
+    """The summary's and the calibration table's log losses, and the scores table, are metrics.json's (one
+    schema for every method: `kind` is what its scored_on says in words)."""
+    parsed = _page_numbers(page)
+    metrics, sidecar = _run_files(page)
+    raw, fixed, chosen = metrics["log_loss_raw"], metrics["log_loss_fixed_clip"], metrics["log_loss_chosen_clip"]
+    summary = re.search(r"log loss (\d\.\d+) at the submission's clip .*, on (\d+) images", parsed.paragraphs[0])
+    assert float(summary.group(1)) == pytest.approx(sidecar["local_log_loss"], abs=5e-5)
+    assert int(summary.group(2)) == metrics["n_held_out"]
+    calibration = _table_with(parsed, f"log loss on {kind} predictions")
+    losses = {label.split(" ")[0]: float(cells[0]) for label, cells in calibration.items()}
+    assert losses["raw"] == pytest.approx(raw, abs=5e-5) and losses["fixed"] == pytest.approx(fixed, abs=5e-5)
+    assert losses["chosen"] == pytest.approx(chosen, abs=5e-5)
+    scores = _table_with(parsed, "metrics.json")
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("models", "stages"):
+            assert float(scores[key][0]) == pytest.approx(value, rel=1e-4), key
+
+
 def _check_png(path: Path) -> None:
     import cv2
 
@@ -90,25 +162,35 @@ def test_page_links_only_to_existing_valid_files(which, request):
     assert not [p for p in page.parent.parent.iterdir() if p.name.startswith(".")], "no partial build left behind"
 
 
-def test_cnn_page_has_every_section(cnn_page):
+def test_cnn_page_has_every_section_and_the_runs_numbers(cnn_page):
     text = cnn_page.read_text()
     pngs = {p.name for p in cnn_page.parent.glob("*.png")}
     assert {"curves-model.png", "calibration.png", "mistakes.png", "uncertain.png", "gradcam.png",
             "activations.png", "filters.png"} <= pngs
     assert "../clean/contact_sheet.png" in _links(cnn_page) and "(1 rows)" in text
-    assert "the logit of prob_dog before its sigmoid" in text
-    assert "validation log loss" in text and "chosen clip" in text
-    assert "2 unreadable test files" in text
+    assert "2 unreadable test files" in text      # the fixture plants two
+    # a cnn run chooses its clip on its validation split, as the others do on their out-of-fold predictions
+    _assert_page_matches_metrics(cnn_page, "validation")
 
 
-def test_features_page_explains_its_stand_in_and_has_no_curves(features_page):
-    text = features_page.read_text()
-    assert "a features run has no training epochs" in text
-    assert not list(features_page.parent.glob("curves*.png"))
-    assert "logistic regression on tiny@32" in text and "stand-in" in text
-    assert "No cleaning report yet" in text
-    for stage in ("index", "blend"):
-        assert f"<td>{stage}</td>" in text, "the timings table lists the stages"
+def test_features_page_has_no_curves_and_the_runs_numbers(features_page):
+    assert not list(features_page.parent.glob("curves*.png")), "a features run has no training epochs"
+    # the maps come from a regression on the run's backbone, not from its heads: the page must say so
+    assert "logistic regression on tiny@32" in features_page.read_text() and "stand-in" in features_page.read_text()
+    metrics, _ = _run_files(features_page)
+    _assert_page_matches_metrics(features_page, "out-of-fold")
+    parsed = _page_numbers(features_page)
+    models = _table_with(parsed, "model")
+    assert set(models) == set(metrics["models"])
+    for name, row in metrics["models"].items():
+        loss, accuracy, weight = (float(cell) for cell in models[name][:3])
+        assert loss == pytest.approx(row["log_loss"], abs=5e-5)
+        assert accuracy == pytest.approx(row["accuracy"], abs=5e-5)
+        assert weight == pytest.approx(metrics["blend_weights"][name], abs=5e-4)
+    timings = _table_with(parsed, "stage")
+    assert list(timings) == [row["stage"] for row in metrics["stages"]]
+    for row in metrics["stages"]:
+        assert [float(cell) for cell in timings[row["stage"]]] == [row["seconds"], row["peak_rss_mb"]]
 
 
 def test_find_run_refuses_unfinished_and_reserved_names(tmp_path):
@@ -189,16 +271,19 @@ def test_watch_curves_redraws_after_every_epoch(tmp_path):
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     x = np.random.default_rng(0).normal(size=(32, 4))
     y = (x[:, 0] > 0).astype(float)
+    picture = tmp_path / "curves.png"
     drawn = []
 
-    class Spy(keras.callbacks.Callback):
+    class Snapshot(keras.callbacks.Callback):   # after the redraw: what the file holds as each epoch ends
         def on_epoch_end(self, epoch, logs=None):
-            drawn.append((tmp_path / "curves.png").stat().st_mtime_ns)
+            drawn.append(picture.read_bytes() if picture.is_file() else None)
 
     csv = tmp_path / "history.csv"
-    model.fit(x, y, validation_split=0.25, epochs=2, verbose=0,
-              callbacks=[keras.callbacks.CSVLogger(str(csv)), plots.redraw_curves_callback(csv, tmp_path / "curves.png"), Spy()])
-    assert len(drawn) == 2 and len(pd.read_csv(csv)) == 2
-    _check_png(tmp_path / "curves.png")
+    model.fit(x, y, validation_split=0.25, epochs=3, verbose=0,
+              callbacks=[keras.callbacks.CSVLogger(str(csv)), plots.redraw_curves_callback(csv, picture), Snapshot()])
+    assert len(pd.read_csv(csv)) == 3
+    assert drawn[0] is not None, "the picture exists after the first epoch"
+    assert all(b is not None and b != a for a, b in zip(drawn, drawn[1:])), "the picture changed after every epoch"
+    _check_png(picture)
     csv.write_text("a,b\n1,2,3,4\n")   # a log that does not parse must not stop training
     plots.redraw_curves_callback(csv, tmp_path / "curves.png").on_epoch_end(0)

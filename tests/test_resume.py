@@ -68,7 +68,7 @@ def test_work_under_another_identity_is_set_aside_with_the_reason(tmp_path):
     new = _identity(tmp_path, seed=7)
     lines = []
     resume.claim(folder, new, run, "fold 1", log=lines.append)
-    assert len(lines) == 1 and lines[0].startswith("fold 1: config changed (seed), exclusions changed, training again")
+    assert len(lines) == 1 and lines[0].startswith("fold 1: config changed (seed 42 -> 7), exclusions changed, training again")
     assert sorted(p.name for p in folder.iterdir()) == ["identity.json"]
     assert (run / "set-aside" / "tiny@32" / "fold0" / "predictions.npz").read_bytes() == b"old work"
     assert json.loads((folder / "identity.json").read_text())["digest"] == fileio.digest(new)

@@ -70,3 +70,40 @@ def test_score_file(tmp_path):
     assert result["n"] == 3
     assert result["accuracy"] == 1.0
     assert result["log_loss"] == pytest.approx(score.log_loss([1, 0, 1], [0.9, 0.3, 0.8]))
+
+
+def test_a_labels_file_with_more_columns_is_scored_on_id_and_label(tmp_path):
+    (tmp_path / "labels.csv").write_text("id,label,breed,split\n1,1,pug,a\n2,0,siamese,b\n3,1,corgi,a\n")
+    (tmp_path / "plain.csv").write_text("id,label\n1,1\n2,0\n3,1\n")
+    (tmp_path / "sub.csv").write_text("id,label\n1,0.9\n2,0.2\n3,0.6\n")
+    wide = score.score_file(tmp_path / "sub.csv", tmp_path / "labels.csv")
+    assert wide == score.score_file(tmp_path / "sub.csv", tmp_path / "plain.csv")
+    assert wide["n"] == 3 and wide["accuracy"] == 1.0
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("text, message", [
+    ("id,breed\n1,pug\n", "columns 'id' and 'label'"),
+    ("id,label\n1,dog\n", "labels must be 0 or 1"),
+    ("id,label\nx,1\n", "every id must be a number"),
+])
+def test_a_labels_file_missing_or_malformed_is_one_line(tmp_path, text, message):
+    (tmp_path / "labels.csv").write_text(text)
+    (tmp_path / "sub.csv").write_text("id,label\n1,0.9\n")
+    with pytest.raises(KitError, match=message):
+        score.score_file(tmp_path / "sub.csv", tmp_path / "labels.csv")
+
+
+def test_labels_for_some_of_the_rows_score_those_rows(tmp_path):
+    (tmp_path / "sub.csv").write_text("id,label\n1,0.9\n2,0.2\n3,0.6\n4,0.5\n")
+    (tmp_path / "labels.csv").write_text("id,label\n1,1\n2,0\n")
+    result = score.score_file(tmp_path / "sub.csv", tmp_path / "labels.csv")
+    assert result["n"] == 2 and result["log_loss"] == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2)
+
+
+@pytest.mark.bad_input
+def test_labels_for_ids_the_submission_lacks_are_one_line(tmp_path):
+    (tmp_path / "sub.csv").write_text("id,label\n1,0.9\n2,0.2\n")
+    (tmp_path / "labels.csv").write_text("id,label\n1,1\n7,0\n8,1\n")
+    with pytest.raises(KitError, match=r"2 ids have no row in .*sub.csv \(first 7\)"):
+        score.score_file(tmp_path / "sub.csv", tmp_path / "labels.csv")

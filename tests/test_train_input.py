@@ -95,7 +95,8 @@ def test_draws_stay_inside_augments_ranges():
 def test_tensor_preprocessing_is_the_registry_s(name):
     t = tf()
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
-    mapped = train_input.apply_preprocess(t.constant(pixels), train_input.preprocess_map(functools.partial(backbones.preprocess, name)))
+    mapping = train_input.preprocess_map(functools.partial(backbones.preprocess, name))
+    mapped = train_input.apply_preprocess(t.constant(pixels), mapping)
     np.testing.assert_allclose(np.asarray(mapped), backbones.preprocess(name, pixels), atol=1e-4)
 
 
@@ -136,7 +137,7 @@ def source_for(fetched, tmp_path, replicas=1, aug=Augment()):
 
 
 def batches(dataset) -> list:
-    return [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+    return [(np.asarray(x), np.asarray(y)) for x, y, _ in dataset]
 
 
 def test_augmented_epochs_are_seeded_and_a_resumed_run_sees_the_same_batches(fetched, tmp_path):
@@ -157,13 +158,37 @@ def test_augmented_epochs_are_seeded_and_a_resumed_run_sees_the_same_batches(fet
     assert len(x) == len(rows)
 
 
-def test_batches_split_evenly_across_replicas(fetched, tmp_path):
-    source, rows = source_for(fetched, tmp_path, replicas=3, aug=None)
-    plan = source.plan(rows[:23], 16)
-    assert plan.batch_size == 15 and plan.steps == 2           # 15, then 8 cut to 6
-    sizes = [len(y) for _, y in batches(source.training(rows[:23], 16, 0, 1))]
-    assert sizes == [15, 6]
-    assert [len(y) for _, y in batches(source.evaluation(rows[:23], 16))] == [15, 8]
+def cache_rows(x: np.ndarray, cache) -> list[int]:
+    """The cache row each image of a batch came from (un-augmented, tiny's "tf" preprocessing undone)."""
+    pixels = np.rint((x + 1) * 127.5).astype(np.uint8)
+    where = {cache.arrays[32][row].tobytes(): row for row in range(len(cache.ok))}
+    return [where[image.tobytes()] for image in pixels]
+
+
+@pytest.mark.parametrize("count, batch_size, replicas", [(23, 16, 3), (9, 4, 2), (5, 1, 2), (1, 16, 2), (7, 2, 4)])
+def test_every_row_counts_once_in_batches_that_split_evenly_across_replicas(fetched, tmp_path, count, batch_size,
+                                                                             replicas):
+    source, rows = source_for(fetched, tmp_path, replicas=replicas, aug=None)
+    rows = rows[:count]
+    plan = source.plan(rows, batch_size)
+    assert plan.batch_size % replicas == 0 and plan.batch_size >= replicas
+    for name, dataset in (("training", source.training(rows, batch_size, 0, 1)),
+                          ("evaluation", source.evaluation(rows, batch_size))):
+        batches_ = [(np.asarray(x), np.asarray(w)) for x, _, w in dataset]
+        assert len(batches_) == plan.steps == math.ceil(count / plan.batch_size), name
+        assert all(len(w) % replicas == 0 for _, w in batches_), f"{name}: every replica gets rows"
+        assert all(len(w) == plan.batch_size for _, w in batches_[:-1]), f"{name}: only the last batch is short"
+        real = [(row, weight) for x, w in batches_ for row, weight in zip(cache_rows(x, source.cache), w) if weight]
+        assert sorted(row for row, _ in real) == sorted(rows), f"{name}: each row once, none left out"
+        padding = sum(len(w) for _, w in batches_) - count
+        assert padding == -count % replicas
+        weights = np.concatenate([w for _, w in batches_])
+        if name == "evaluation":   # the pass's mean: every real row alike
+            np.testing.assert_allclose(sorted(weights)[padding:], (count + padding) / count, rtol=1e-6)
+        else:                      # each batch's mean: a batch's weights add up to its length
+            for _, w in batches_:
+                assert w.sum() == pytest.approx(len(w), rel=1e-6)
+        assert (weights == 0).sum() == padding
 
 
 def test_noise_has_augments_deviation_and_differs_between_images():

@@ -21,9 +21,13 @@ and the Gaussian noise (same deviation) is cut from NOISE_FIELDS fields drawn pe
 taking one at a random cyclic shift and sign, rather than drawn afresh for every pixel of every
 image, which cost more than all the rest of the augmentation.
 
-Batches split evenly across replicas: the global batch is a multiple of the replica count and
-an epoch's short last batch is cut to one (Keras 3.15's first-batch build under a
-MirroredStrategy fails on an uneven split).
+Batches split evenly across replicas, and every image counts once. A MirroredStrategy gives each
+replica ceil(n / replicas) rows of a batch of n in turn, so a short last batch (1 row over 2
+replicas) leaves a replica an empty batch, which a convolution rejects ("input depth must be
+evenly divisible by filter depth"). So the global batch is a multiple of the replica count, and
+the rows of an epoch (or of a validation pass) are padded up to one by repeating its first rows,
+weighted 0; the real rows' weights make each step's loss the mean over its real rows, as one
+replica's is (see `mean_weights`).
 """
 
 from __future__ import annotations
@@ -295,17 +299,40 @@ class Plan:
     """How one fold's training rows become batches."""
 
     rows: np.ndarray            # rows of the cache, in index order
-    batch_size: int             # global, a multiple of `replicas`
-    replicas: int
+    batch_size: int             # global, a multiple of the replica count
 
     @property
     def steps(self) -> int:
-        full, rest = divmod(len(self.rows), self.batch_size)
-        return full + (rest // self.replicas > 0)
+        return math.ceil(len(self.rows) / self.batch_size)
 
 
 def even_batch(batch_size: int, replicas: int) -> int:
     return max(replicas, batch_size // replicas * replicas)
+
+
+def pad_to_replicas(rows, replicas: int):
+    """`rows` (a 1-D tensor, not empty) repeated from its start up to a multiple of `replicas`, and a mask of
+    the real ones. Batched by a multiple of `replicas`, only the last batch holds padding, and every
+    replica gets at least one row of it."""
+    import tensorflow as tf
+
+    count = tf.shape(rows)[0]
+    positions = tf.range((count + replicas - 1) // replicas * replicas)
+    return tf.gather(rows, positions % count), positions < count
+
+
+def mean_weights(real):
+    """Weight 0 for padding and (rows / real rows) for each real row of `real`.
+
+    Keras averages weighted losses over every row, padding included: a replica divides its weighted sum
+    by its row count and the replicas' shares add up; a pass's loss weighs each batch by its rows. These
+    weights turn that average into the mean over the real rows alone. Training weighs each batch (each
+    step's gradient is the mean over its real rows, as one replica's is); validation weighs the whole pass.
+    """
+    import tensorflow as tf
+
+    real = tf.cast(real, tf.float32)
+    return real * tf.cast(tf.size(real), tf.float32) / tf.reduce_sum(real)
 
 
 class TrainInput:
@@ -319,10 +346,11 @@ class TrainInput:
         self.maps = [preprocess_map(p) for p in preprocess]
 
     def plan(self, rows, batch_size: int) -> Plan:
-        return Plan(np.asarray(rows, np.int64), even_batch(batch_size, self.replicas), self.replicas)
+        return Plan(np.asarray(rows, np.int64), even_batch(batch_size, self.replicas))
 
     def training(self, rows, batch_size: int, start_epoch: int, epochs: int):
-        """Epochs start_epoch..epochs-1 back to back, shuffled and augmented; fit it with steps_per_epoch=plan.steps."""
+        """Epochs start_epoch..epochs-1 back to back, shuffled and augmented, as (x, y, weight) batches;
+        fit it with steps_per_epoch=plan.steps. Each batch's weights average its loss over its real rows."""
         import tensorflow as tf
 
         plan = self.plan(rows, batch_size)
@@ -332,31 +360,33 @@ class TrainInput:
 
         def one_epoch(epoch):
             keys = tf.random.stateless_uniform([len(plan.rows)], seed=fold_in(fold_in(base, 1), epoch))
-            order = tf.gather(rows_t, tf.argsort(keys))
-            batches = tf.data.Dataset.from_tensor_slices(order).batch(plan.batch_size).map(
-                lambda idx: idx[:tf.shape(idx)[0] // replicas * replicas])
-            return batches.filter(lambda idx: tf.size(idx) > 0).enumerate().map(
-                lambda step, idx: (fold_in(fold_in(fold_in(base, 2), epoch), step), idx))
+            order, real = pad_to_replicas(tf.gather(rows_t, tf.argsort(keys)), replicas)
+            batches = tf.data.Dataset.from_tensor_slices((order, real)).batch(plan.batch_size)
+            return batches.enumerate().map(
+                lambda step, batch: (fold_in(fold_in(fold_in(base, 2), epoch), step), *batch))
 
-        def load(seed, idx):
+        def load(seed, idx, real):
             inputs = self._gather(idx)
-            y = tf.gather(labels, idx)
+            y, weights = tf.gather(labels, idx), mean_weights(real)
             if self.aug is None:
-                return self._finish(inputs, y)
+                return self._finish(inputs, y, weights)
             params = draw(seed, tf.shape(idx)[0], self.aug)
             xs = [augment_batch(x, params, self.aug, m) for x, m in zip(inputs, self.maps)]
-            return (xs[0] if len(xs) == 1 else tuple(xs)), y
+            return (xs[0] if len(xs) == 1 else tuple(xs)), y, weights
 
         epochs_ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
         return epochs_ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     def evaluation(self, rows, batch_size: int):
-        """One pass in order, no augmentation (validation during fit)."""
+        """One pass in order, no augmentation (validation during fit), as (x, y, weight) batches whose
+        weights make the pass's loss and accuracy the means over its real rows."""
         import tensorflow as tf
 
         labels = tf.constant(self.labels)
-        ds = tf.data.Dataset.from_tensor_slices(np.asarray(rows, np.int64)).batch(even_batch(batch_size, self.replicas))
-        return ds.map(lambda idx: self._finish(self._gather(idx), tf.gather(labels, idx)),
+        order, real = pad_to_replicas(tf.constant(np.asarray(rows, np.int64)), self.replicas)
+        ds = tf.data.Dataset.from_tensor_slices((order, mean_weights(real)))
+        ds = ds.batch(even_batch(batch_size, self.replicas))
+        return ds.map(lambda idx, weights: self._finish(self._gather(idx), tf.gather(labels, idx), weights),
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     def _gather(self, idx) -> list:
@@ -368,11 +398,11 @@ class TrainInput:
                                    [tf.uint8] * len(sizes), stateful=False)
         return [tf.ensure_shape(a, [None, s, s, 3]) for a, s in zip(arrays, sizes)]
 
-    def _finish(self, inputs: list, y):
+    def _finish(self, inputs: list, y, weights):
         import tensorflow as tf
 
         xs = [apply_preprocess(tf.cast(x, tf.float32), m) for x, m in zip(inputs, self.maps)]
-        return (xs[0] if len(xs) == 1 else tuple(xs)), y
+        return (xs[0] if len(xs) == 1 else tuple(xs)), y, weights
 
     def fit_args(self, train_rows, val_rows, batch_size: int, start_epoch: int, epochs: int) -> dict:
         """model.fit's data arguments for epochs start_epoch..epochs-1 of one fold."""

@@ -2,10 +2,14 @@
 
 push sends kernels/<name>/ as the authenticated user's private kernel (the committed files
 name a placeholder owner; the push fills in the user's name in a temp copy, and refuses a
-kernel older than the kit); status follows it; output downloads what it wrote into
-submissions/<name>/ and puts its submission beside the others as submissions/<name>.csv
-with its sidecar; submit sends that file through the same checks and ledger as
-`python -m kit submit`.
+kernel older than the kit) and notes the version Kaggle gave it; status follows it; output
+downloads what it wrote into submissions/kernels/<name>/ and publishes its submission as
+submissions/kernels/<name>.csv with its sidecar (kernel and version); submit sends that file,
+and only a file that came from the kernel's latest downloaded output, through the same checks
+and ledger as `python -m kit submit`.
+
+Kernel outputs live under submissions/kernels/, apart from local runs' submissions: a kernel and
+a local run may share a name (cpu, gpu-classic, gpu-modern) and must never stand for each other.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit import fileio
+from kit import fileio, provenance
 from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle import kaggle_api, kernels
 from kit.kaggle_env import DONE_NAME, SIDECAR, SUBMISSION
-from kit.predict.submission import submission_path
 from kit.score import SAMPLE
 
 LOG_TAIL_LINES = 30
+KERNEL_OUTPUTS = "kernels"     # under submissions_dir
+PUSHED = "{name}.pushed.json"  # what the last push from here was: ref, version, url
 
 
 def run_command(action: str, name: str | None, config: Config, kernels_dir: str = "kernels", *,
@@ -49,7 +54,7 @@ def run_command(action: str, name: str | None, config: Config, kernels_dir: str 
                        f"{kernels.narrowed(name, only).name}")
     kernels.find_spec(name)
     if action == "push":
-        return push(name, Path(kernels_dir), log, only=only)
+        return push(name, Path(kernels_dir), config, log, only=only)
     if action == "status":
         return status(name, wait=wait, interval=interval, log=log)
     if action == "output":
@@ -73,7 +78,7 @@ def show(kernels_dir: Path, log=print) -> list[str]:
     return names
 
 
-def push(name: str, kernels_dir: Path, log=print, only: str | None = None) -> dict:
+def push(name: str, kernels_dir: Path, config: Config, log=print, only: str | None = None) -> dict:
     """Push kernels/<name>/, or with `only` (a backbone) the variant of it narrowed to that backbone,
     built now from the same kit with the committed kernel's build options."""
     spec = kernels.narrowed(name, only) if only else kernels.find_spec(name)
@@ -98,6 +103,8 @@ def push(name: str, kernels_dir: Path, log=print, only: str | None = None) -> di
         result = kaggle_api.push_kernel(staged, ref)
     for problem in result["invalid_sources"]:
         log(f"kernel-push: warning: Kaggle did not accept the {problem} as inputs")
+    fileio.write_json(outputs_dir(config) / PUSHED.format(name=name),
+                      {"ref": ref, "version": result["version"], "url": result["url"], "pushed": provenance.now()})
     log(f"kernel-push: pushed {ref} (version {result['version']}): {result['url']}")
     log(f"kernel-push: `make kernel-status KERNEL={name}` follows it; `make kernel-output KERNEL={name}` "
         "downloads its results once it is COMPLETE")
@@ -139,16 +146,19 @@ def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
 
 
+def outputs_dir(config: Config) -> Path:
+    return Path(config.submissions_dir) / KERNEL_OUTPUTS
+
+
 def output(name: str, config: Config, force: bool = False, log=print) -> Path:
-    """Download the output into submissions/<name>/ (swapped in whole), then submissions/<name>.csv + sidecar."""
+    """Download the output into submissions/kernels/<name>/ (swapped in whole), then publish its submission."""
     ref = kernel_ref(name)
     state, failure = kaggle_api.kernel_status(ref)
     if state != "COMPLETE" and not force:
         hint = ("pass --force to download its log" if state in kaggle_api.KERNEL_FINAL
                 else f"`make kernel-status KERNEL={name} WAIT=1` waits for it")
         raise KitError(f"kernel {ref} is {state}{': ' + failure if failure else ''}, so it has no fresh output: {hint}")
-    submissions = Path(config.submissions_dir)
-    target = submissions / name
+    target = outputs_dir(config) / name
     with fileio.atomic_dir(target) as partial:
         files = kaggle_api.kernel_output(ref, partial)
     log(f"kernel-output: {len(files)} files from {ref} in {target}")
@@ -158,13 +168,19 @@ def output(name: str, config: Config, force: bool = False, log=print) -> Path:
         if not force:
             raise KitError(f"the output of {ref} has no {SUBMISSION} with its {SIDECAR}; its log is in {target}")
         return target
-    return publish_submission(target, submissions / f"{name}.csv", ref, log)
+    pushed = fileio.read_json(outputs_dir(config) / PUSHED.format(name=name))
+    version = pushed.get("version") if pushed.get("ref") == ref else None
+    return publish_submission(target, outputs_dir(config) / f"{name}.csv", ref, log, version)
 
 
-def publish_submission(folder: Path, path: Path, ref: str, log=print) -> Path:
-    """The kernel's submission as submissions/<name>.csv: sidecar first, CSV last, as predict writes them."""
+def publish_submission(folder: Path, path: Path, ref: str, log=print, version: int | None = None) -> Path:
+    """The kernel's submission beside its output folder: sidecar first, CSV last, as predict writes them.
+
+    `version` is the one the last push from this machine got (None when it was pushed from elsewhere):
+    the output Kaggle serves is its latest version's.
+    """
     sidecar = fileio.read_json(folder / SIDECAR)
-    sidecar.update(file=path.name, kernel=ref, kernel_output=str(folder))
+    sidecar.update(file=path.name, kernel=ref, kernel_version=version, kernel_output=str(folder))
     with fileio.atomic_path(path) as tmp:
         shutil.copyfile(folder / SUBMISSION, tmp)
         if sidecar.get("sha256") != fileio.file_digest(tmp):
@@ -172,20 +188,31 @@ def publish_submission(folder: Path, path: Path, ref: str, log=print) -> Path:
         fileio.write_json(path.with_suffix(".json"), sidecar)
     local = sidecar.get("local_log_loss")
     log(f"kernel-output: wrote {path}" + (f" (local OOF log loss {local:.4f})" if local is not None else "")
-        + f"; `make kernel-submit KERNEL={path.stem}` submits it")
+        + f"; `make kernel-submit KERNEL={folder.name}` submits it")
     return path
 
 
 def submit(name: str, message: str, config: Config, force: bool = False, log=print) -> dict:
-    """Submit submissions/<name>.csv, checked against the fetched competition or the kernel's copy of the sample."""
+    """Submit submissions/kernels/<name>.csv when it is the submission of the kernel's latest downloaded output,
+    checked against the fetched competition or the kernel's copy of the sample."""
     from kit.kaggle import submit as submitting
 
-    path = submission_path(config, name)
+    path = outputs_dir(config) / f"{name}.csv"
+    folder = outputs_dir(config) / name
     if not path.is_file():
         raise KitError(f"no {path}: run `make kernel-output KERNEL={name}` first")
-    kernel_copy = Path(config.submissions_dir) / name
-    if not (Path(config.data_dir) / SAMPLE).is_file() and (kernel_copy / SAMPLE).is_file():
-        config = dataclasses.replace(config, data_dir=str(kernel_copy))
+    ref = kernel_ref(name)
+    sidecar = fileio.read_json(path.with_suffix(".json"))
+    if sidecar.get("kernel") != ref:
+        raise KitError(f"{path} is not the output of kernel {ref} (its sidecar names {sidecar.get('kernel')!r}): "
+                       f"run `make kernel-output KERNEL={name}`")
+    current = folder / SUBMISSION
+    if not current.is_file() or fileio.file_digest(current) != fileio.file_digest(path):
+        raise KitError(f"{path} did not come from the latest output of {ref} in {folder} "
+                       f"({'which has no ' + SUBMISSION if not current.is_file() else 'its ' + SUBMISSION + ' differs'}): "
+                       f"run `make kernel-output KERNEL={name}` and submit once it succeeds")
+    if not (Path(config.data_dir) / SAMPLE).is_file() and (folder / SAMPLE).is_file():
+        config = dataclasses.replace(config, data_dir=str(folder))
     return submitting.submit(path, message, config, force=force, log=log)
 
 

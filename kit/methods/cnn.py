@@ -20,7 +20,6 @@ from kit.data import dataset, images
 from kit.fetch import read_index
 from kit.models import heads, inference, scratch
 from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
-from kit.run import resume
 from kit.run.rundir import CURVES, HISTORY, MODEL, SKIPPED, start_run, write_skips
 from kit.run.stages import Stages
 from kit.tfquiet import keras_verbosity
@@ -61,7 +60,7 @@ def train(config: Config, log=print) -> dict:
                               {"image_size": config.image_size, "epochs": config.epochs}, time.time() - started)
     stages.done("model")
     return finish_run(config, val_df, test, test_ok, [result], stages, log, scored_on="validation",
-                      n_train=len(y_train), record=resume.record(config, index, test, extractors=[]))
+                      n_train=len(y_train))
 
 
 def _load(frame: pd.DataFrame, config: Config, what: str):

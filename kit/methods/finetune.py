@@ -213,8 +213,9 @@ def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate:
         if unfinished:
             log(f"finetune: resuming {folder.parent.name} {folder.name} {phase} at epoch {start + 1}")
     else:
+        # Weighted: the input's padding rows (kit/data/train_input.py) weigh 0 in accuracy as in the loss.
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                      metrics=["accuracy"])
+                      weighted_metrics=["accuracy"])
     if unfinished:
         stopping = checkpoint.stopping(config.patience)
         callbacks = [keras.callbacks.CSVLogger(str(folder / phase_history(phase)), append=True),

@@ -29,14 +29,12 @@ UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot
 
 
 def finish_run(config, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray, results: list, stages,
-               log=print, scored_on: str = "oof", n_train: int | None = None, extra: dict | None = None,
-               record: dict | None = None) -> dict:
+               log=print, scored_on: str = "oof", n_train: int | None = None, extra: dict | None = None) -> dict:
     """Blend the models' held-out predictions, choose the clip, write the predictions and metrics.json.
 
     `held_out` holds the id and label of the rows each result's `oof` predicts, `test` the id of the rows
     its `test` predicts (where `test_ok`). `n_train` defaults to the held-out count (every image trained
-    some fold); `extra` adds the method's own keys; `record` is what shaped the run, by default the
-    training images held out and the test set.
+    some fold); `extra` adds the method's own keys.
     """
     out = run_dir(config)
     y = held_out["label"].to_numpy()
@@ -61,7 +59,7 @@ def finish_run(config, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.n
         "n_test": int(len(test)), "n_test_unreadable": int((~test_ok).sum()),
         **(extra or {}),
         "stages": stages.rows,
-        **(resume.record(config, held_out, test) if record is None else record),
+        **resume.record(config),
         "git_commit": provenance.git_commit(), "finished": provenance.now(),
     }
     fileio.write_json(out / METRICS, metrics)

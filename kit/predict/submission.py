@@ -19,7 +19,7 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.fetch import read_index
 from kit.predict import blend
-from kit.run.rundir import BLEND, HELD_OUT, TEST_PREDICTIONS, is_finished, run_dir, saved_metrics
+from kit.run.rundir import BLEND, HELD_OUT, METRICS, TEST_PREDICTIONS, is_finished, run_dir, saved_metrics
 from kit.score import SAMPLE
 
 
@@ -50,6 +50,11 @@ def predict(config: Config, log=print, path=None) -> Path:
     """submissions/<run>.csv (or `path`) and its sidecar, from a finished run."""
     if not is_finished(config):
         raise KitError(f"run {config.run!r} has no finished model in {run_dir(config)}: run `python -m kit train` first")
+    path = Path(path or submission_path(config))
+    made_from = {"run_metrics_sha256": fileio.file_digest(run_dir(config) / METRICS)}
+    if is_up_to_date(path, config, made_from):
+        log(f"predict: {path} is up to date with run {config.run} and these settings")
+        return path
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
     metrics = saved_metrics(config)
@@ -59,8 +64,16 @@ def predict(config: Config, log=print, path=None) -> Path:
     held_out = pd.read_csv(run_dir(config) / HELD_OUT[metrics["scored_on"]])
     local = LocalScore(metrics["scored_on"], held_out["label"].to_numpy(), held_out[BLEND].to_numpy())
     submission = Submission(predictions["id"].to_numpy(), predictions[BLEND].to_numpy(), sample["id"].to_numpy(), local,
-                            blend.clip_bounds(config, metrics["clip_chosen"]), config.clip_mode)
-    return write_submission(submission, config, Path(path or submission_path(config)), log)
+                            blend.clip_bounds(config, metrics["clip_chosen"]), config.clip_mode, made_from)
+    return write_submission(submission, config, path, log)
+
+
+def is_up_to_date(path: Path, config: Config, made_from: dict) -> bool:
+    """Whether `path` is the file predict wrote from this very run (its metrics.json) with this config."""
+    sidecar = fileio.read_json(path.with_suffix(".json")) if path.is_file() else {}
+    return (bool(sidecar) and sidecar.get("sha256") == fileio.file_digest(path)
+            and sidecar.get("config") == config.to_dict()
+            and all(sidecar.get(key) == value for key, value in made_from.items()))
 
 
 def submission_path(config: Config, name: str | None = None) -> Path:

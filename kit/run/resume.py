@@ -55,11 +55,22 @@ def run_identity(config, train: pd.DataFrame, test: pd.DataFrame | None, extract
     }
 
 
-def record(config, train: pd.DataFrame, test: pd.DataFrame | None, extractors=None) -> dict:
+def requested_identity(config) -> dict:
+    """What a run of `config` is shaped by, known before any image is read: the training index less the
+    exclusions, the test index, the config and the weights. A finished run whose metrics.json records this
+    digest needs no training."""
+    from kit.data import dataset
+    from kit.fetch import read_index
+
+    train = dataset.training_index(config, log=lambda *_: None)
+    return run_identity(config, train, read_index(config.data_dir, "test"))
+
+
+def record(config) -> dict:
     """metrics.json's account of what shaped a run: its digest, identity and the exclusions applied."""
     from kit.data import dataset
 
-    identity = run_identity(config, train, test, extractors)
+    identity = requested_identity(config)
     return {"digest": fileio.digest(identity), "identity": identity, "exclusions": dataset.exclusions_applied(config)}
 
 
@@ -76,10 +87,10 @@ def differences(old: dict, new: dict) -> list[str]:
     if not old:
         return ["no record of what shaped it"]
     reasons = []
-    keys = sorted(k for k in set(old.get("config", {})) | set(new.get("config", {}))
-                  if old.get("config", {}).get(k) != new.get("config", {}).get(k))
+    before, after = old.get("config", {}), new.get("config", {})
+    keys = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if keys:
-        reasons.append(f"config changed ({', '.join(keys)})")
+        reasons.append("config changed (" + ", ".join(f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in keys) + ")")
     for part, words in (("train", "training images"), ("test", "test images"), ("exclusions", "exclusions"),
                         ("weights", "weights"), ("fold", "fold")):
         if old.get(part) != new.get(part):
