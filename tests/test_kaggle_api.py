@@ -461,11 +461,17 @@ def test_make_fetch_then_make_submit_as_a_user_runs_them(kit, emu, work):
     again = kit("fetch")
     assert again.returncode == 0 and "nothing to do" in again.stdout and emu.requests == []
 
-    # A finished run and its submission, older than now and newer than the data, as make expects.
+    # A finished run and the submission predict wrote from it (so `kit predict`, which make asks first, finds
+    # it up to date), older than now and newer than the data. tests/test_acceptance.py trains a real one.
     metrics = work / "runs" / "baseline" / "metrics.json"
     metrics.parent.mkdir(parents=True)
     metrics.write_text("{}")
+    run_config = Config(run="baseline").to_dict()
+    fileio.write_json(metrics.parent / "config.json", run_config)
     path = predicted(work / "submissions" / "baseline.csv")
+    sidecar = fileio.read_json(path.with_suffix(".json"))
+    fileio.write_json(path.with_suffix(".json"), {**sidecar, "config": run_config,
+                                                  "run_metrics_sha256": fileio.file_digest(metrics)})
     now = dt.datetime.now().timestamp()
     for age, target in ((300, work / DATA / "fetch.json"), (200, metrics), (100, path)):
         os.utime(target, (now - age, now - age))

@@ -43,6 +43,13 @@ def finished_metrics(config: Config, log=print) -> dict | None:
         return None
     wanted = resume.requested_identity(config)
     if saved.get("digest") == fileio.digest(wanted):
+        cut = saved.get("folds_completed", config.folds) < saved.get("folds", config.folds)
+        budget = fileio.read_json(rundir.run_dir(config) / rundir.CONFIG).get("time_budget_s")
+        if cut and budget != config.time_budget_s:
+            # The budget shapes no fold, so it is not in the identity; but a new one may let the rest finish.
+            log(f"train: run {config.run} stopped at its time budget after {saved['folds_completed']} of "
+                f"{saved['folds']} folds: training the rest under time_budget_s={config.time_budget_s:g}")
+            return None
         log(f"train: run {config.run} is finished with these settings ({rundir.run_dir(config)}); nothing to train")
         return saved
     changed = "; ".join(resume.differences(saved.get("identity", {}), wanted))
