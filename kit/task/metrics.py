@@ -104,8 +104,8 @@ def rounding_thresholds(k: int) -> np.ndarray:
     return np.arange(k - 1, dtype=np.float64) + 0.5
 
 
-def fit_grade_thresholds(labels, probs, metric: str = "quadratic_kappa", passes: int = 3,
-                         candidates: int = 41) -> tuple[float, ...]:
+def fit_grade_thresholds(labels, probs, metric: str = "quadratic_kappa", passes: int = 2,
+                         candidates: int = 21) -> tuple[float, ...]:
     """Thresholds on the expected grade that maximise the metric on these (out-of-fold) predictions.
 
     Coordinate ascent from the rounding thresholds: each threshold in turn moves to the best of
