@@ -186,7 +186,8 @@ def kit(capsys, *args):
 def test_synth_layout_writes_what_read_task_reads(tmp_path, capsys):
     code, out, _ = kit(capsys, "synth", tmp_path / "cactus", "--layout", "aerial-cactus-identification",
                        "--train", 10, "--test", 4, "--seed", 2)
-    assert code == 0 and out == f"synth: wrote {tmp_path / 'cactus' / 'competition'} and {tmp_path / 'cactus' / 'test_labels.csv'}"
+    out_dir = tmp_path / "cactus"
+    assert code == 0 and out == f"synth: wrote {out_dir / 'competition'} and {out_dir / 'test_labels.csv'}"
     task = read_task(tmp_path / "cactus" / "competition", "aerial-cactus-identification")
     assert task.labels_file == "train.csv" and len(list((tmp_path / "cactus" / "competition" / "test").iterdir())) == 4
 
@@ -198,7 +199,8 @@ def test_synth_layouts_are_the_same_bytes_for_the_same_seed(tmp_path):
                    if p.is_file()} for run in ("a", "b")}
     assert files["a"] == files["b"] and len(files["a"]) == 8 + 3 + 2
     other = synthetic_layouts.make(tmp_path / "c", "plant-seedlings-classification", 8, 3, seed=5)
-    assert (other / "sample_submission.csv.zip").read_bytes() != files["a"][Path("competition/sample_submission.csv.zip")]
+    zipped = Path("competition/sample_submission.csv.zip")
+    assert (other / zipped.name).read_bytes() != files["a"][zipped]
 
 
 def test_synth_default_is_still_the_redux_layout(tmp_path, capsys):

@@ -13,6 +13,8 @@ from kit.errors import KitError
 from kit.task import spec
 from kit.task.read import read_task, task_from
 
+from conftest import REAL_COMPETITION, needs_real_data
+
 N_TRAIN, N_TEST = 15, 6
 
 # What each competition's data page says, written out by hand (not derived from the synthetic layouts).
@@ -119,6 +121,13 @@ def test_a_fetched_redux_folder_reads_the_same_facts(fetched):
     task = read_task(fetched, COMPETITION)
     assert (task.train_images, task.test_images, task.label_source) == ("train", "test", "file-names")
     assert task.classes == ("cat", "dog") and task.header == ("id", "label")
+
+
+@needs_real_data
+@pytest.mark.real_data
+def test_the_real_redux_files_read_as_the_synthetic_ones():
+    task = read_task(REAL_COMPETITION, COMPETITION)
+    assert task.to_dict() == {"slug": COMPETITION, **DEFAULTS, **EXPECTED[COMPETITION]}
 
 
 def test_a_zip_extracted_beside_itself_counts_once(layouts, tmp_path):

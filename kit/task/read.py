@@ -55,7 +55,8 @@ def read_task(competition_dir: str | Path, slug: str, overrides: dict | None = N
     metric = choose_metric(slug, overrides)
     sample_path, sample = read_sample(root)
     id_column = choose_id_column(sample, sample_path, overrides)
-    images = {split: find_images(root, split, overrides) for split in SPLITS}
+    pictures = picture_paths(root)
+    images = {split: find_images(root, split, overrides, pictures) for split in SPLITS}
     extension = common_extension(images)
     with_extension = id_form(sample[id_column], sample_path.name)
     check_sample_names_test(sample[id_column], with_extension, extension, images["test"], sample_path.name, id_column)
@@ -106,14 +107,16 @@ def read_sample(root: Path):
 def choose_id_column(sample, sample_path: Path, overrides: dict) -> str:
     column = overrides.get("id_column", sample.columns[0])
     if column not in sample.columns:
-        raise KitError(f"{sample_path.name} has no column {column!r}: set id_column to one of: {', '.join(sample.columns)}")
+        raise KitError(f"{sample_path.name} has no column {column!r}: "
+                       f"set id_column to one of: {', '.join(sample.columns)}")
     return column
 
 
 # --- pictures -------------------------------------------------------------------------------------
 
-def find_images(root: Path, split: str, overrides: dict) -> Images:
-    """The split's place and pictures: the override's, or the one place whose name says the split."""
+def find_images(root: Path, split: str, overrides: dict, pictures: list[tuple[str, ...]]) -> Images:
+    """The split's place and pictures: the override's, or the one place among `pictures` (every
+    picture under root, as path parts) whose name says the split."""
     key = f"{split}_images"
     if key in overrides:
         place = overrides[key]
@@ -122,7 +125,7 @@ def find_images(root: Path, split: str, overrides: dict) -> Images:
             raise KitError(f"{key} {place!r}: no jpg, png or tif pictures in {root / place}")
         return Images(place, names)
     places: dict[str, list[str]] = {}
-    for parts in picture_paths(root):
+    for parts in pictures:
         cut = split_index(parts)
         if cut is not None and split_of(parts[cut]) == split:
             places.setdefault("/".join(parts[:cut + 1]), []).append("/".join(parts[cut + 1:]))
@@ -176,8 +179,9 @@ def split_index(parts: tuple[str, ...]) -> int | None:
 
 
 def split_of(part: str) -> str:
-    name = part.lower().removesuffix(".zip")
-    said = [split for split in SPLITS if split in name]
+    """"train" or "test" when a word of the name says so (train_images, stage1_test, training), else ""."""
+    words = set(re.split(r"[^a-z]+", part.lower().removesuffix(".zip")))
+    said = [split for split in SPLITS if {split, f"{split}ing"} & words]
     return said[0] if len(said) == 1 else ""
 
 
@@ -301,7 +305,8 @@ def _from_csv(path: Path, train: Images, id_column: str, column: str):
         raise KitError(f"{path.name} has no column {column!r}: set label_column to one of: {', '.join(others)}")
     empty = table[column].str.strip() == ""
     if empty.any():
-        raise KitError(f"{path.name}: {int(empty.sum())} rows have no {column} (first id {table[id_column][empty].iloc[0]!r})")
+        raise KitError(f"{path.name}: {int(empty.sum())} rows have no {column} "
+                       f"(first id {table[id_column][empty].iloc[0]!r})")
     check_labels_name_train(table[id_column], train, path.name, id_column)
     return CSV, path.name, column, table[column].str.strip().tolist()
 
@@ -338,7 +343,8 @@ def classes_and_values(values: list[str], value_columns: list[str], metric: metr
                        f"value column ({value_columns[0]}): set metric")
     if metric.takes == metrics.PROBABILITY:
         if len(classes) != 2:
-            raise KitError(f"metric {metric.name} needs two classes; the training labels hold {len(classes)}: set metric")
+            raise KitError(f"metric {metric.name} needs two classes; the training labels hold {len(classes)}: "
+                           f"set metric")
         return classes, PROBABILITY
     if metric.takes == metrics.GRADE and not all(isinstance(c, int) for c in classes):
         raise KitError(f"metric {metric.name} needs integer grades as classes, got {_shown(classes)}: set metric")

@@ -64,11 +64,13 @@ class Task:
         if self.label_source == CSV and not (self.labels_file and self.label_column):
             raise KitError("task: label_source csv needs labels_file and label_column")
         if self.id_column not in self.header or len(self.header) < 2:
-            raise KitError(f"task: header {list(self.header)} needs the id column {self.id_column!r} and a value column")
+            raise KitError(f"task: header {list(self.header)} needs the id column {self.id_column!r} "
+                           f"and a value column")
         if self.submission_values == PROBABILITIES and self.value_columns != [str(c) for c in self.classes]:
             raise KitError(f"task: one probability column per class, in class order; got {self.value_columns}")
         if self.submission_values != PROBABILITIES and len(self.value_columns) != 1:
-            raise KitError(f"task: a {self.submission_values} submission has one value column, got {self.value_columns}")
+            raise KitError(f"task: a {self.submission_values} submission has one value column, "
+                           f"got {self.value_columns}")
         if self.submission_values == PROBABILITY and not self.binary:
             raise KitError(f"task: a probability submission needs two classes, got {self.n_classes}")
         if bool(self.group_column) != bool(self.groups_file):
