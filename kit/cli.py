@@ -202,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("score", help="log loss and accuracy of a submission against known labels")
+    p = sub.add_parser("score", help="log loss and accuracy of a submission against known labels (or another metric)")
     p.add_argument("submission")
-    p.add_argument("--labels", required=True, metavar="CSV", help="id,label file of true labels")
+    p.add_argument("--labels", required=True, metavar="CSV", help="id,label file of true labels (with --task: the id "
+                                                                  "column and a class column)")
     p.add_argument("--task", metavar="PATH", help="score with this task's layout and metric: a saved task.json or a "
                                                   "competition folder")
     p.add_argument("--competition", metavar="SLUG", help="with --task FOLDER: the competition (default: the folder's name)")
