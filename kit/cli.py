@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from kit import COMPETITION
 from kit.errors import KitError
 
 
@@ -47,9 +48,9 @@ def cmd_fetch(args):
 
 
 def cmd_synth(args):
-    from kit.data import synthetic
+    from kit.data import synthetic_layouts
 
-    competition = synthetic.make_competition(args.out, args.train, args.test, args.seed)
+    competition = synthetic_layouts.make(args.out, args.layout, args.train, args.test, args.seed)
     print(f"synth: wrote {competition} and {Path(args.out) / 'test_labels.csv'}")
 
 
@@ -88,8 +89,26 @@ def _saved_run_config(args):
 def cmd_score(args):
     from kit import score
 
+    if args.task or args.metric or args.competition:
+        return _score_with_metric(args)
     result = score.score_file(args.submission, args.labels)
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")
+
+
+def _score_with_metric(args):
+    """`score --task` (a saved task or a competition folder) or `--metric`: any layout, any metric."""
+    from kit.predict import task_score
+    from kit.task import read
+
+    if args.task is None:
+        if args.competition:
+            raise KitError("--competition names the competition of --task FOLDER; give --task too")
+        result = task_score.score_binary_file(args.submission, args.labels, args.metric)
+    else:
+        reading = Path(args.task).is_dir() and args.metric
+        task = read.task_from(args.task, args.competition, {"metric": args.metric} if reading else None)
+        result = task_score.score_file(args.submission, args.labels, task, args.metric)
+    print(task_score.summary(result))
 
 
 def cmd_submit(args):
@@ -186,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", type=int, default=600, help="training images (default 600)")
     p.add_argument("--test", type=int, default=200, help="test images (default 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", default=COMPETITION, metavar="NAME",
+                   help=f"the file layout of this competition, by its slug (default {COMPETITION}); "
+                        "an unknown name lists the layouts")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train a model; prints validation log loss")
@@ -196,9 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("score", help="log loss and accuracy of a submission against known labels")
+    p = sub.add_parser("score", help="log loss and accuracy of a submission against known labels (or another metric)")
     p.add_argument("submission")
-    p.add_argument("--labels", required=True, metavar="CSV", help="id,label file of true labels")
+    p.add_argument("--labels", required=True, metavar="CSV", help="id,label file of true labels (with --task: the id "
+                                                                  "column and a class column)")
+    p.add_argument("--task", metavar="PATH", help="score with this task's layout and metric: a saved task.json or a "
+                                                  "competition folder")
+    p.add_argument("--competition", metavar="SLUG", help="with --task FOLDER: the competition (default: the folder's name)")
+    p.add_argument("--metric", metavar="NAME", help="score with this metric (e.g. roc_auc, multi_log_loss, "
+                                                   "quadratic_kappa); an unknown name lists them")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("submit", help="check a submission file, upload it to Kaggle, record it in the ledger")

@@ -1,0 +1,36 @@
+"""What a competition's files cannot say about it: its metric, and the column that groups its images
+for folds. One entry per competition the kit has been told about (from each one's data and
+evaluation pages); any other competition needs `metric` set, and `group_column` where folds must
+be grouped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kit import COMPETITION
+
+
+@dataclass(frozen=True)
+class Known:
+    slug: str
+    metric: str                 # a name in kit.task.metrics
+    group_column: str = ""      # images sharing a value stay in one fold
+    groups_file: str = ""       # the CSV holding group_column beside the id column
+
+
+KNOWN: dict[str, Known] = {k.slug: k for k in (
+    Known(COMPETITION, "log_loss"),
+    Known("aerial-cactus-identification", "roc_auc"),
+    Known("histopathologic-cancer-detection", "roc_auc"),
+    Known("plant-seedlings-classification", "f1_micro"),
+    Known("dog-breed-identification", "multi_log_loss"),
+    Known("aptos2019-blindness-detection", "quadratic_kappa"),
+    # The same driver in training and validation folds leaks: the test drivers are all new.
+    Known("state-farm-distracted-driver-detection", "multi_log_loss", "subject", "driver_imgs_list.csv"),
+    Known("cassava-leaf-disease-classification", "accuracy"),
+)}
+
+
+def lookup(slug: str) -> Known | None:
+    return KNOWN.get(slug)
