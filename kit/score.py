@@ -88,6 +88,12 @@ def validate_submission(frame: pd.DataFrame, sample_ids, source: str = "submissi
 def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
     """Log loss and accuracy of a submission file against an `id,label` answer file, on the rows it labels
     (a hold-out may label only some of the test images)."""
+    labels, probs = labelled_rows(submission, labels_csv)
+    return {"log_loss": log_loss(labels, probs), "accuracy": accuracy(labels, probs), "n": len(labels)}
+
+
+def labelled_rows(submission: str | Path, labels_csv: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, the submission's probabilities) for every id the labels file has, checked."""
     truth = read_csv(labels_csv, "labels file", other_columns=True)
     labels = pd.to_numeric(truth["label"], errors="coerce")
     if labels.isna().any() or not labels.isin((0, 1)).all():
@@ -102,8 +108,4 @@ def score_file(submission: str | Path, labels_csv: str | Path) -> dict:
         raise KitError(f"labels file {labels_csv}: {len(unmatched)} ids have no row in {submission} "
                        f"(first {unmatched[0]}): is it this competition's labels file?")
     merged = truth.merge(sub, on="id", suffixes=("_true", "_pred"))
-    return {
-        "log_loss": log_loss(merged["label_true"], merged["label_pred"]),
-        "accuracy": accuracy(merged["label_true"], merged["label_pred"]),
-        "n": len(merged),
-    }
+    return merged["label_true"].to_numpy(np.int64), merged["label_pred"].to_numpy(np.float64)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kit.errors import KitError
-from kit.predict import score
+from kit import score
 from kit.task import metrics
 
 

@@ -2,7 +2,7 @@
 
 The answer file has the id column (the task's, or `id`) and a class column (the labels CSV's, the
 submission's single value column, or `label`), classes written as the training labels write them;
-other columns are ignored. Dogs vs. Cats' `id,label` files without a task keep kit.predict.score's
+other columns are ignored. Dogs vs. Cats' `id,label` files without a task keep kit.score's
 checks (`score_binary_file`), with any binary metric.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kit import score
 from kit.errors import KitError
-from kit.predict import score
 from kit.task import csvfile, layout, metrics
 from kit.task.spec import PROBABILITIES, Task
 
@@ -29,10 +29,8 @@ def score_file(submission: str | Path, answers: str | Path, task: Task, metric: 
 def score_binary_file(submission: str | Path, answers: str | Path, metric: str) -> dict:
     """A Dogs vs. Cats `id,label` submission (P(dog)) against `id,label` answers (0 or 1), by `metric`."""
     entry = metrics.get(metric)
-    truth = score.read_csv(answers, "labels file")
-    sub = score.validate_submission(score.read_csv(submission, "submission"), truth["id"], source=str(submission))
-    merged = truth.assign(id=truth["id"].astype(int)).merge(sub, on="id", suffixes=("_true", "_pred"))
-    return _result(entry, merged["label_true"].to_numpy(np.int64), metrics.as_matrix(merged["label_pred"]))
+    labels, probs = score.labelled_rows(submission, answers)
+    return _result(entry, labels, metrics.as_matrix(probs))
 
 
 def read_answers(path: str | Path, task: Task):
