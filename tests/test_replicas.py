@@ -15,6 +15,8 @@ every image once, and, in float32 without dropout, as one replica does.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import signal
 from pathlib import Path
@@ -193,6 +195,6 @@ def test_mixed_precision_leaves_the_global_policy_as_it_was(fetched, tmp_path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finetune, "train_fold", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        methods.train(cfg, log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):   # another run: the finished one would not train again
+        methods.train(dataclasses.replace(cfg, run="interrupted"), log=lambda *_: None)
     assert keras.mixed_precision.global_policy().name == "float32"
