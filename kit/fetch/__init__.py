@@ -173,3 +173,18 @@ def _fingerprint(path: Path) -> list:
         return ["dir", len(os.listdir(path)), path.stat().st_mtime_ns]
     st = path.stat()
     return ["file", st.st_size, st.st_mtime_ns]
+
+
+TASK = "task.json"
+
+
+def read_task(data_dir: str | Path):
+    """The fetched competition's task: data_dir/task.json, else (a data dir fetched before fetch wrote
+    one, which can only be Dogs vs. Cats Redux) the task read from the extracted files."""
+    from kit import COMPETITION
+    from kit.task import read, spec
+
+    data_dir = Path(data_dir)
+    if (data_dir / TASK).is_file():
+        return spec.load(data_dir / TASK)
+    return read.read_task(data_dir, COMPETITION)
