@@ -21,6 +21,7 @@ from kit.errors import KitError
 from kit.kaggle import submit
 from kit.models import heads
 from kit.predict import submission, task_score
+from kit import report
 from kit.run import rundir
 from kit.task import layout, metrics, spec
 from kit.task.read import read_task
@@ -107,6 +108,10 @@ def test_multiclass_probabilities_run_writes_one_hot_columns_scored_on_multi_log
     scored = task_score.score_file(path, answers, task)
     assert scored["metric"] == "multi_log_loss" and scored["n"] == 10 and np.isfinite(scored["value"])
 
+    page = report.build(rundir.run_dir(cfg), tmp_path / "reports", log=lambda *_: None).read_text()
+    assert "Confusion matrix" in page and "Per-class scores" in page and f"{m['oof_score']:.4f}" in page
+    assert all(str(c) in page for c in task.classes)
+
 
 def test_class_name_run_writes_names_scored_on_f1(tmp_path):
     cfg, task, answers, m, messages = trained(tmp_path, "plant-seedlings-classification")
@@ -153,6 +158,8 @@ def test_binary_auc_run_does_not_clip(tmp_path):
     assert list(sub.columns) == ["id", "has_cactus"]
     np.testing.assert_allclose(sub["has_cactus"], test[rundir.BLEND], rtol=1e-5), "not clipped"
     assert json.loads(path.with_suffix(".json").read_text())["clip"] is None
+    page = report.build(rundir.run_dir(cfg), tmp_path / "reports", log=lambda *_: None).read_text()
+    assert "<h2>Calibration</h2>" in page and "<h2>Costliest mistakes</h2>" in page   # the binary page, unclipped
 
 
 # --------------------------------------------------------------------------- folds, heads and the gate
