@@ -86,9 +86,10 @@ def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout:
     keras.utils.set_random_seed(seed)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
     binary = n_classes == 2
-    output = (keras.layers.Dense(1, activation="sigmoid", dtype="float32") if binary
-              else keras.layers.Dense(n_classes, activation="softmax", dtype="float32"))
-    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dropout(dropout), output])
+    # Layers made in this order (Dropout, then Dense): each draws its seed as it is made.
+    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dropout(dropout),
+                              keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
+                                                 dtype="float32")])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy")
     model.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
