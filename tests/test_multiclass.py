@@ -219,3 +219,30 @@ def test_the_gate_refuses_a_file_off_the_task_layout(tmp_path):
     sample[["id", task.value_columns[0]]].to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(KitError, match="header must be"):
         submit.check_file(tmp_path / "short.csv", data)
+
+
+def test_score_defaults_to_the_fetched_tasks_metric(tmp_path, monkeypatch, capsys):
+    from kit import cli
+
+    data, task, answers = make_data_dir(tmp_path / "made", "aptos2019-blindness-detection", 10, 6)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(data, tmp_path / config.Config().data_dir)   # where `kit score` looks without options
+    assert cli.main(["score", str(data / task.sample_file), "--labels", str(answers)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    expected = task_score.summary(task_score.score_file(data / task.sample_file, answers, task))
+    assert line == expected and line.startswith("quadratic_kappa")
+
+
+def test_flip_views_only_where_the_task_allows_them():
+    import types
+
+    from kit.methods import features as features_method
+
+    cfg = config.Config(backbones="tiny@32", views="orig,flip,zoom,zoom-flip")
+    extractors = cfg.extractors()
+    assert features_method.allowed_views(cfg, extractors) == extractors, "flips on unless the config says no"
+    # The config key is helper fetch's to add (config.py is theirs); a stand-in config holds it meanwhile.
+    no_flip = types.SimpleNamespace(**{features_method.FLIP_KEY: False})
+    lines = []
+    kept = features_method.allowed_views(no_flip, extractors, log=lines.append)
+    assert [e.views for e in kept] == [("orig", "zoom")] and lines == ["features: flip views off for this task"]
