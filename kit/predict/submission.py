@@ -107,28 +107,20 @@ def write_task_submission(frame: pd.DataFrame, task: Task, local: LocalScore, cl
     """`path` in the task's layout and its sidecar (the task, the local score on its metric), atomically."""
     metric = metric_registry.get(task.metric)
     local_score = score_on(metric, local.labels, local.probs, clip, thresholds)
-    with fileio.atomic_path(path) as tmp:
-        layout.write(frame, tmp)
-        faults.point("submission")
-        fileio.write_json(path.with_suffix(".json"), {
-            "file": path.name,
-            "sha256": fileio.file_digest(tmp),
-            "created": provenance.now(),
-            "git_commit": provenance.git_commit(),
-            "run": config.run,
-            "task": task.to_dict(),
-            "metric": metric.name,
-            "local_score": local_score,
-            "local_score_kind": local.kind,
-            "clip": None if clip is None else list(clip),
-            "clip_mode": config.clip_mode if clip is not None else "none",
-            **({} if thresholds is None else {"grade_thresholds": list(thresholds)}),
-            "local_log_loss_raw": metric_registry.log_loss(local.labels, local.probs),
-            "local_accuracy": accuracy(local.labels, local.probs),
-            "n_rows": len(frame),
-            "config": config.to_dict(),
-            **made_from,
-        })
+    write_with_sidecar(path, config, lambda tmp: layout.write(frame, tmp), {
+        "task": task.to_dict(),
+        "metric": metric.name,
+        "local_score": local_score,
+        "local_score_kind": local.kind,
+        "clip": None if clip is None else list(clip),
+        "clip_mode": config.clip_mode if clip is not None else "none",
+        **({} if thresholds is None else {"grade_thresholds": list(thresholds)}),
+        "local_log_loss_raw": metric_registry.log_loss(local.labels, local.probs),
+        "local_accuracy": accuracy(local.labels, local.probs),
+        "n_rows": len(frame),
+        "config": config.to_dict(),
+        **made_from,
+    })
     log(f"predict: wrote {path} ({len(frame)} rows, {task.submission_values} in {task.sample_file}'s layout"
         + ("" if clip is None else f", clipped to [{clip[0]:g}, {clip[1]:g}]")
         + f"); local {local.kind} {metric.name} {local_score:.4f}")
@@ -161,9 +153,30 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
     local_loss = score.log_loss(local.labels, score.clip(local.probs, low, high))
     fixed = blend.fixed_clip(config)
     fixed_loss = score.log_loss(local.labels, score.clip(local.probs, *fixed))
-    # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
+    write_with_sidecar(path, config, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"), {
+        "clip": [low, high],
+        "clip_mode": submission.clip_mode,
+        "local_score_kind": local.kind,
+        "local_log_loss": local_loss,
+        "local_log_loss_fixed_clip": {"clip": list(fixed), "log_loss": fixed_loss},
+        "local_log_loss_raw": score.log_loss(local.labels, local.probs),
+        "local_accuracy": score.accuracy(local.labels, local.probs),
+        "n_rows": len(frame),
+        "config": config.to_dict(),
+        **submission.sidecar,
+    })
+    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
+        f"local {local.kind} log loss {local_loss:.4f}")
+    return path
+
+
+def write_with_sidecar(path: Path, config: Config, write_csv, keys: dict) -> None:
+    """The CSV (`write_csv(tmp)`) and its sidecar: which file, its digest, when, from what, then `keys`.
+
+    Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
+    """
     with fileio.atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        write_csv(tmp)
         faults.point("submission")
         fileio.write_json(path.with_suffix(".json"), {
             "file": path.name,
@@ -171,17 +184,5 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
             "created": provenance.now(),
             "git_commit": provenance.git_commit(),
             "run": config.run,
-            "clip": [low, high],
-            "clip_mode": submission.clip_mode,
-            "local_score_kind": local.kind,
-            "local_log_loss": local_loss,
-            "local_log_loss_fixed_clip": {"clip": list(fixed), "log_loss": fixed_loss},
-            "local_log_loss_raw": score.log_loss(local.labels, local.probs),
-            "local_accuracy": score.accuracy(local.labels, local.probs),
-            "n_rows": len(frame),
-            "config": config.to_dict(),
-            **submission.sidecar,
+            **keys,
         })
-    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
-        f"local {local.kind} log loss {local_loss:.4f}")
-    return path
