@@ -91,8 +91,28 @@ def cmd_score(args):
 
     if args.task or args.metric or args.competition:
         return _score_with_metric(args)
+    fetched_task = _fetched_task()
+    if fetched_task is not None:
+        from kit.predict import task_score
+
+        print(task_score.summary(task_score.score_file(args.submission, args.labels, fetched_task)))
+        return
     result = score.score_file(args.submission, args.labels)
     print(f"log loss {result['log_loss']:.5f}  accuracy {result['accuracy']:.4f}  ({result['n']} images)")
+
+
+def _fetched_task():
+    """The fetched competition's task where the data dir has one (task.json) and it is not Dogs vs. Cats
+    Redux's `id,label` layout, which keeps its log loss and accuracy line; else None."""
+    from kit import config
+    from kit.fetch import TASK, read_task
+    from kit.predict.submission import is_redux_layout
+
+    data_dir = Path(config.Config().data_dir)
+    if not (data_dir / TASK).is_file():
+        return None
+    task = read_task(data_dir)
+    return None if is_redux_layout(task) else task
 
 
 def _score_with_metric(args):

@@ -173,3 +173,21 @@ def _fingerprint(path: Path) -> list:
         return ["dir", len(os.listdir(path)), path.stat().st_mtime_ns]
     st = path.stat()
     return ["file", st.st_size, st.st_mtime_ns]
+
+
+TASK = "task.json"
+
+
+def read_task(data_dir: str | Path):
+    """The fetched competition's task: data_dir/task.json, else (a data dir fetched before fetch wrote
+    one, which can only be Dogs vs. Cats Redux) the task read from the extracted files: in data_dir,
+    or where fetch used extracted folders in place, in the source folder its marker records."""
+    from kit import COMPETITION
+    from kit.task import read, spec
+
+    data_dir = Path(data_dir)
+    if (data_dir / TASK).is_file():
+        return spec.load(data_dir / TASK)
+    source = fileio.read_json(data_dir / MARKER).get("source") if is_complete(data_dir) else None
+    folder = data_dir if (data_dir / "train").is_dir() or not source else Path(source)
+    return read.read_task(folder, COMPETITION)

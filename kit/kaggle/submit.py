@@ -11,8 +11,10 @@ from pathlib import Path
 from kit import fileio, provenance, score
 from kit.config import Config
 from kit.errors import KitError
+from kit.fetch import TASK, read_task
 from kit.kaggle import kaggle_api, ledger
 from kit.score import SAMPLE
+from kit.task import layout
 
 
 def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print) -> dict:
@@ -20,7 +22,7 @@ def submit(path: str | Path, message: str, config: Config, force: bool = False, 
     path = Path(path)
     check_file(path, Path(config.data_dir))
     sidecar = read_sidecar(path)
-    if sidecar.get("local_log_loss") is None:
+    if sidecar.get("local_log_loss") is None and sidecar.get("local_score") is None:
         if not force:
             raise KitError(f"{sidecar['why']}: submit a file written by `python -m kit predict`, "
                            "or pass --force to spend a submission on it anyway")
@@ -32,13 +34,22 @@ def submit(path: str | Path, message: str, config: Config, force: bool = False, 
     row = ledger_row(path, message, ref, sidecar, config.competition)
     ledger.append(ledger_path(config), row)
     local = f"local log loss {float(row['local_log_loss']):.5f}" if row["local_log_loss"] else "no local score"
+    if sidecar.get("local_score") is not None and not row["local_log_loss"]:
+        local = f"local {sidecar['metric']} {float(sidecar['local_score']):.5f}"
     log(f"submit: Kaggle accepted {path} as submission {ref} ({local}); "
         "`python -m kit submissions` shows the public score once Kaggle has it")
     return row
 
 
 def check_file(path: Path, data_dir: Path) -> None:
-    """The checks `predict` applies before writing: header, every test id once, finite values in [0, 1]."""
+    """The checks `predict` applies before writing: the sample's header, every test id once in its form,
+    values of the task's kind (finite probabilities in [0, 1] summing to 1 across one-hot columns, a
+    class as the labels write it). A data dir fetched with its task (task.json) is checked on the task's
+    layout; one without (Dogs vs. Cats Redux as fetched before) as `id,label`."""
+    if (data_dir / TASK).is_file():
+        task = read_task(data_dir)
+        layout.check_file(path, task, layout.read_sample(data_dir, task))
+        return
     sample_path = data_dir / SAMPLE
     if not sample_path.is_file():
         raise KitError(f"no {SAMPLE} in {data_dir} to check {path} against: run `python -m kit fetch` first, "
@@ -56,6 +67,8 @@ def read_sidecar(path: Path) -> dict:
     if data.get("sha256") != fileio.file_digest(path):
         return {"why": f"{path} has changed since {sidecar.name} was written (sha256 differs), so its local "
                        "score does not apply"}
+    if data.get("local_score") is not None and data.get("local_log_loss") is None:
+        return data   # a task's submission: its local score is on the task's metric (sidecar `metric`)
     if data.get("local_log_loss") is None:
         return {**data, "why": f"{sidecar.name} records no local log loss for {path}"}
     return {**data, "local_log_loss": float(data["local_log_loss"])}

@@ -3,7 +3,11 @@
 Every training image gets an out-of-fold (OOF) prediction from a head that never saw it,
 which is what blending and clip selection are fitted on; test predictions are averaged
 over the K fold heads. Test-time views (original, flip) are extra training rows for a
-head and are averaged at prediction time. Folds split images, never views of one image.
+head and are averaged at prediction time. Folds split images, never views of one image, and
+never a group (the task's group column, e.g. State Farm's driver) across folds.
+
+Predictions are P(class 1), shape [n], for two classes (as they always were) and per-class
+probabilities, shape [n, classes], for more.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit import score
 from kit.errors import KitError
+from kit.task import metrics
 
 # Inverse regularisation for unit-length features: measured best at 30-100 on the real photos, and at
 # 300 or more once the mislabelled and off-topic photos are cleaned out (nothing left to be robust to).
@@ -24,80 +28,124 @@ LOGREG_C_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 @dataclass
 class HeadResult:
     name: str
-    oof: np.ndarray            # [n_train]
-    test: np.ndarray           # [n_test]
-    oof_log_loss: float
+    oof: np.ndarray            # [n_train], or [n_train, classes] for more than two
+    test: np.ndarray           # [n_test], or [n_test, classes]
+    oof_log_loss: float        # binary or multi-class log loss, whatever the task's metric
     detail: dict
     seconds: float
 
 
-def folds(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import StratifiedKFold
+def folds(labels: np.ndarray, k: int, seed: int, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K-fold; with `groups` (one value per image), every group inside one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if k < 2:
         raise KitError(f"folds must be at least 2, got {k}")
     counts = np.bincount(labels.astype(int), minlength=2)
     if counts.min() < k:
         raise KitError(f"{k}-fold needs at least {k} images of each class, got {counts.tolist()}")
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(labels)), labels))
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(labels)), labels))
+    groups = np.asarray(groups).astype(str)
+    if len(set(groups)) < k:
+        raise KitError(f"{k}-fold grouped folds need at least {k} groups, got {len(set(groups))}")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
-def logreg_fold(x_train, y_train, x_val, x_test, c: float, seed: int):
+def n_classes_of(y: np.ndarray) -> int:
+    return max(2, int(np.max(y)) + 1)
+
+
+def per_class(probs: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """A model's probabilities over the classes it saw, as columns of all k (a grouped fold can lack one)."""
+    out = np.zeros((len(probs), k))
+    out[:, seen.astype(int)] = probs
+    return out
+
+
+def logreg_fold(x_train, y_train, x_val, x_test, c: float, seed: int, n_classes: int = 2):
+    """Logistic regression; multinomial (scikit-learn's lbfgs default) for more than two classes."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, max_iter=3000)
     model.fit(x_train, y_train)
-    return model.predict_proba(x_val)[:, 1], model.predict_proba(x_test)[:, 1]
+    if n_classes == 2:
+        return model.predict_proba(x_val)[:, 1], model.predict_proba(x_test)[:, 1]
+    return tuple(per_class(model.predict_proba(x), model.classes_, n_classes) for x in (x_val, x_test))
 
 
 def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout: float = 0.5,
-               learning_rate: float = 1e-3, batch_size: int = 64):
-    """Seed 004's head: Dropout + Dense sigmoid, on standardised features."""
+               learning_rate: float = 1e-3, batch_size: int = 64, n_classes: int = 2):
+    """Seed 004's head: Dropout + Dense sigmoid (softmax for more than two classes), on standardised features."""
     from kit.models import inference
     from kit.tfquiet import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(seed)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
+    binary = n_classes == 2
+    # Layers made in this order (Dropout, then Dense): each draws its seed as it is made.
     model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dropout(dropout),
-                              keras.layers.Dense(1, activation="sigmoid", dtype="float32")])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+                              keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
+                                                 dtype="float32")])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy")
     model.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).ravel()
+    if binary:
+        predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).ravel()
+    else:
+        predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).astype(np.float64)
     return predict(x_val), predict(x_test)
 
 
 def run_kfold(name: str, fit_fold, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
-              k: int, seed: int, **params) -> HeadResult:
+              k: int, seed: int, groups=None, **params) -> HeadResult:
     started = time.time()
-    oof = np.zeros(len(y))
-    test = np.zeros(len(x_test))
-    for train_rows, val_rows in folds(y, k, seed):
-        val_pred, test_pred = fit_fold(x[train_rows], y[train_rows], x[val_rows], x_test, seed=seed, **params)
+    n_classes = n_classes_of(y)
+    shape = () if n_classes == 2 else (n_classes,)
+    oof = np.zeros((len(y), *shape))
+    test = np.zeros((len(x_test), *shape))
+    extra = {} if n_classes == 2 else {"n_classes": n_classes}
+    for train_rows, val_rows in folds(y, k, seed, groups):
+        val_pred, test_pred = fit_fold(x[train_rows], y[train_rows], x[val_rows], x_test, seed=seed, **params, **extra)
         oof[val_rows] = val_pred
         test += test_pred / k
-    return HeadResult(name, oof, test, score.log_loss(y, oof), dict(params), time.time() - started)
+    return HeadResult(name, oof, test, metrics.log_loss(y, oof), dict(params), time.time() - started)
 
 
-def logreg(x, y, x_test, k: int, seed: int, grid=LOGREG_C_GRID, log=print) -> HeadResult:
-    """Logistic regression with C picked by OOF log loss over a small grid.
+def metric_score(metric: str, y: np.ndarray, probs: np.ndarray) -> float:
+    """The task's metric of out-of-fold predictions; log loss exactly as it was always computed.
+
+    A grade metric (kappa) is scored here at rounding thresholds: the fitted ones come later, on the blend.
+    """
+    entry = metrics.get(metric)
+    return metrics.log_loss(y, probs) if entry.clips else entry.evaluate(y, probs)
+
+
+def logreg(x, y, x_test, k: int, seed: int, grid=LOGREG_C_GRID, log=print, metric: str = "log_loss",
+           groups=None) -> HeadResult:
+    """Logistic regression with C picked by the OOF score on the task's metric over a small grid.
 
     Picking C on the same OOF predictions is optimistic by a hair; with five values on a
-    log scale the effect is far below the fold-to-fold noise.
+    log scale the effect is far below the fold-to-fold noise. A tie keeps the smaller C.
     """
-    best = None
+    entry = metrics.get(metric)
+    best, best_score = None, None
     for c in grid:
-        result = run_kfold("logreg", logreg_fold, x, y, x_test, k, seed, c=c)
-        log(f"heads: logreg C={c:g}: OOF log loss {result.oof_log_loss:.4f}")
-        if best is None or result.oof_log_loss < best.oof_log_loss:
-            best = result
+        result = run_kfold("logreg", logreg_fold, x, y, x_test, k, seed, groups, c=c)
+        value = metric_score(metric, y, result.oof)
+        shown = "" if entry.clips else f", OOF {metric} {value:.4f}"
+        log(f"heads: logreg C={c:g}: OOF log loss {result.oof_log_loss:.4f}{shown}")
+        if best is None or entry.better(value, best_score):
+            best, best_score = result, value
     return best
 
 
 def dense(x, y, x_test, k: int, seed: int, epochs: int = 30, learning_rate: float = 1e-3, dropout: float = 0.5,
-          batch_size: int = 64, log=print) -> HeadResult:
-    result = run_kfold("dense", dense_fold, x, y, x_test, k, seed, epochs=epochs, learning_rate=learning_rate,
+          batch_size: int = 64, log=print, groups=None) -> HeadResult:
+    result = run_kfold("dense", dense_fold, x, y, x_test, k, seed, groups, epochs=epochs, learning_rate=learning_rate,
                        dropout=dropout, batch_size=batch_size)
     log(f"heads: dense ({epochs} epochs): OOF log loss {result.oof_log_loss:.4f}")
     return result

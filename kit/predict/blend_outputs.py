@@ -21,7 +21,7 @@ from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle_env import DONE_NAME
 from kit.predict import blend
-from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns
+from kit.run.rundir import BLEND, CLASS_SEPARATOR, CONFIG, METRICS, OOF, model_columns
 from kit.run.rundir import TEST_PREDICTIONS as TEST
 from kit.score import SAMPLE
 
@@ -113,6 +113,9 @@ def align(outputs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> Aligned:
     base_oof, base_test = outputs[first]
     names, oof_cols, test_cols = [], [], []
     for label, (oof, test) in outputs.items():
+        if any(CLASS_SEPARATOR in str(c) for c in oof.columns):
+            raise KitError(f"{label}: blending runs of more than two classes is not supported yet; "
+                           "submit each run's own blend (`python -m kit predict`)")
         models = model_columns(oof)
         if not models or any(m not in test.columns for m in models):
             raise KitError(f"{label}: {OOF} and {TEST} must hold the same model columns besides id, label, blend")

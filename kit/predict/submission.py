@@ -4,6 +4,11 @@ Every method leaves its test predictions (test_predictions.csv) and its held-out
 metrics.json (kit/predict/finish.py); the submission is clipped by the one rule
 (kit/predict/blend.py), validated against sample_submission.csv, then written atomically with a
 JSON sidecar recording how it was made and its local score.
+
+Dogs vs. Cats Redux (`id,label`, binary log loss) is written as it always was (`write_submission`);
+any other task's submission takes its sample's exact layout (kit.task.layout: header, id form, one
+probability column per class, a class name or an integer grade), is checked against the sample, and
+its sidecar holds the task and the local score on the task's metric (`write_task_submission`).
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ import pandas as pd
 from kit import faults, fileio, provenance, score
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import read_index
+from kit.fetch import read_index, read_task
 from kit.predict import blend
-from kit.run.rundir import BLEND, HELD_OUT, METRICS, TEST_PREDICTIONS, is_finished, run_dir, saved_metrics
+from kit.predict.finish import accuracy, score_on
+from kit.run.rundir import (BLEND, HELD_OUT, METRICS, TEST_PREDICTIONS, is_finished, read_probabilities, run_dir,
+                            saved_metrics)
 from kit.score import SAMPLE
+from kit.task import layout, metrics as metric_registry
+from kit.task.spec import Task
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ def predict(config: Config, log=print, path=None) -> Path:
     if is_up_to_date(path, config, made_from):
         log(f"predict: {path} is up to date with run {config.run} and these settings")
         return path
+    task = read_task(config.data_dir)
+    if not is_redux_layout(task):
+        return predict_task(config, task, path, made_from, log)
     test = read_index(config.data_dir, "test")
     sample = score.read_csv(Path(config.data_dir) / SAMPLE, "sample submission")
     metrics = saved_metrics(config)
@@ -66,6 +78,53 @@ def predict(config: Config, log=print, path=None) -> Path:
     submission = Submission(predictions["id"].to_numpy(), predictions[BLEND].to_numpy(), sample["id"].to_numpy(), local,
                             blend.clip_bounds(config, metrics["clip_chosen"]), config.clip_mode, made_from)
     return write_submission(submission, config, path, log)
+
+
+def is_redux_layout(task: Task) -> bool:
+    """Whether the task's submission is Dogs vs. Cats Redux's: `id,label`, P(class 1) on binary log loss."""
+    return task.header == ("id", "label") and task.metric == "log_loss"
+
+
+def predict_task(config: Config, task: Task, path: Path, made_from: dict, log=print) -> Path:
+    """Any task's submission in its sample's layout, from a finished run's blended predictions."""
+    test = read_index(config.data_dir, "test")
+    sample = layout.read_sample(config.data_dir, task)
+    metrics = saved_metrics(config)
+    predictions = pd.read_csv(run_dir(config) / TEST_PREDICTIONS, dtype={"id": str})
+    if predictions["id"].tolist() != test["id"].astype(str).tolist():
+        raise KitError(f"run {config.run!r} was trained on a different test set than {config.data_dir}: train again")
+    held_out = pd.read_csv(run_dir(config) / HELD_OUT[metrics["scored_on"]])
+    local = LocalScore(metrics["scored_on"], held_out["label"].to_numpy(), read_probabilities(held_out, BLEND))
+    thresholds = metrics.get("grade_thresholds")
+    clip = blend.clip_bounds(config, metrics["clip_chosen"])
+    frame = layout.submission_frame(task, predictions["id"], read_probabilities(predictions, BLEND), clip, thresholds)
+    frame = layout.check(frame, task, sample[task.id_column], source=f"predictions of run {config.run}")
+    return write_task_submission(frame, task, local, clip, thresholds, config, path, made_from, log)
+
+
+def write_task_submission(frame: pd.DataFrame, task: Task, local: LocalScore, clip, thresholds, config: Config,
+                          path: Path, made_from: dict, log=print) -> Path:
+    """`path` in the task's layout and its sidecar (the task, the local score on its metric), atomically."""
+    metric = metric_registry.get(task.metric)
+    local_score = score_on(metric, local.labels, local.probs, clip, thresholds)
+    write_with_sidecar(path, config, lambda tmp: layout.write(frame, tmp), {
+        "task": task.to_dict(),
+        "metric": metric.name,
+        "local_score": local_score,
+        "local_score_kind": local.kind,
+        "clip": None if clip is None else list(clip),
+        "clip_mode": config.clip_mode if clip is not None else "none",
+        **({} if thresholds is None else {"grade_thresholds": list(thresholds)}),
+        "local_log_loss_raw": metric_registry.log_loss(local.labels, local.probs),
+        "local_accuracy": accuracy(local.labels, local.probs),
+        "n_rows": len(frame),
+        "config": config.to_dict(),
+        **made_from,
+    })
+    log(f"predict: wrote {path} ({len(frame)} rows, {task.submission_values} in {task.sample_file}'s layout"
+        + ("" if clip is None else f", clipped to [{clip[0]:g}, {clip[1]:g}]")
+        + f"); local {local.kind} {metric.name} {local_score:.4f}")
+    return path
 
 
 def is_up_to_date(path: Path, config: Config, made_from: dict) -> bool:
@@ -94,9 +153,30 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
     local_loss = score.log_loss(local.labels, score.clip(local.probs, low, high))
     fixed = blend.fixed_clip(config)
     fixed_loss = score.log_loss(local.labels, score.clip(local.probs, *fixed))
-    # Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
+    write_with_sidecar(path, config, lambda tmp: frame.to_csv(tmp, index=False, float_format="%.6f"), {
+        "clip": [low, high],
+        "clip_mode": submission.clip_mode,
+        "local_score_kind": local.kind,
+        "local_log_loss": local_loss,
+        "local_log_loss_fixed_clip": {"clip": list(fixed), "log_loss": fixed_loss},
+        "local_log_loss_raw": score.log_loss(local.labels, local.probs),
+        "local_accuracy": score.accuracy(local.labels, local.probs),
+        "n_rows": len(frame),
+        "config": config.to_dict(),
+        **submission.sidecar,
+    })
+    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
+        f"local {local.kind} log loss {local_loss:.4f}")
+    return path
+
+
+def write_with_sidecar(path: Path, config: Config, write_csv, keys: dict) -> None:
+    """The CSV (`write_csv(tmp)`) and its sidecar: which file, its digest, when, from what, then `keys`.
+
+    Sidecar first, CSV last: a submission file on disk always has its sidecar beside it.
+    """
     with fileio.atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6f")
+        write_csv(tmp)
         faults.point("submission")
         fileio.write_json(path.with_suffix(".json"), {
             "file": path.name,
@@ -104,17 +184,5 @@ def write_submission(submission: Submission, config: Config, path: Path, log=pri
             "created": provenance.now(),
             "git_commit": provenance.git_commit(),
             "run": config.run,
-            "clip": [low, high],
-            "clip_mode": submission.clip_mode,
-            "local_score_kind": local.kind,
-            "local_log_loss": local_loss,
-            "local_log_loss_fixed_clip": {"clip": list(fixed), "log_loss": fixed_loss},
-            "local_log_loss_raw": score.log_loss(local.labels, local.probs),
-            "local_accuracy": score.accuracy(local.labels, local.probs),
-            "n_rows": len(frame),
-            "config": config.to_dict(),
-            **submission.sidecar,
+            **keys,
         })
-    log(f"predict: wrote {path} ({len(frame)} rows, clipped to [{low:g}, {high:g}]); "
-        f"local {local.kind} log loss {local_loss:.4f}")
-    return path

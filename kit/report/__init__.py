@@ -25,17 +25,19 @@ from kit import fileio, plots, score
 from kit.config import Config, load_saved
 from kit.data import images
 from kit.errors import KitError
-from kit.fetch import read_index
+from kit.fetch import read_index, read_task
 from kit.predict import blend
 from kit.predict.submission import submission_path
+from kit.report import classes
 from kit.run.rundir import (BLEND, CONFIG, HELD_OUT, HISTORY, METRICS, PHASES, TEST_PREDICTIONS, finished_runs,
-                            fold_dirs, model_columns, phase_history, read_metrics)
+                            fold_dirs, model_columns, phase_history, read_metrics, read_probabilities)
 
 GRID = 12           # pictures per grid
 CAMS = 4            # pictures per Grad-CAM group
 THUMB = 256         # longest side of a grid picture, pixels
 CLEAN = "clean"     # reports/clean/ belongs to `python -m kit clean`
 HELD_OUT_WORDS = {"oof": "out-of-fold", "validation": "validation"}   # by metrics.json's scored_on
+NO_CLIP = (0.0, 1.0)   # what a run of a metric that does not clip (AUC, F1, ...) is shown at
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Run:
     test: pd.DataFrame            # id, prob, path
     test_source: str
     sidecar: dict
+    probs: np.ndarray | None = None   # more than two classes: the held-out blend per class (no "prob" column)
 
     @property
     def fixed_clip(self) -> tuple[float, float]:
@@ -56,13 +59,16 @@ class Run:
 
     @property
     def chosen_clip(self) -> tuple[float, float]:
-        return tuple(self.metrics["clip_chosen"])
+        chosen = self.metrics["clip_chosen"]
+        return NO_CLIP if chosen is None else tuple(chosen)
 
     @property
     def applied_clip(self) -> tuple[float, float]:
         """The bounds the submission used: its sidecar says; else the rule predict follows."""
         if self.sidecar.get("clip"):
             return tuple(self.sidecar["clip"])
+        if self.metrics["clip_chosen"] is None:
+            return NO_CLIP
         return blend.clip_bounds(self.config, self.chosen_clip)
 
 
@@ -91,15 +97,17 @@ def load_run(path: Path) -> Run:
     metrics = read_metrics(path)
     index = read_index(config.data_dir, "train")[["id", "path"]]
     frame = pd.read_csv(path / HELD_OUT[metrics["scored_on"]])
+    probs = None if BLEND in frame.columns else read_probabilities(frame, BLEND)
     held_out = frame.rename(columns={BLEND: "prob"}).merge(index, on="id", how="left")
-    test = (pd.read_csv(path / TEST_PREDICTIONS)[["id", BLEND]].rename(columns={BLEND: "prob"})
-            .merge(read_index(config.data_dir, "test")[["id", "path"]], on="id", how="left"))
+    test = pd.read_csv(path / TEST_PREDICTIONS)
+    test = (test[["id", BLEND]].rename(columns={BLEND: "prob"}) if probs is None else test[["id"]]).merge(
+        read_index(config.data_dir, "test")[["id", "path"]], on="id", how="left")
     sub = submission_path(config)
     # A submission older than the run was made by an earlier training of it: not this model's.
     current = sub.is_file() and sub.stat().st_mtime >= (path / METRICS).stat().st_mtime
     return Run(path, config, metrics, held_out, HELD_OUT_WORDS[metrics["scored_on"]], model_columns(frame), test,
                f"{path / TEST_PREDICTIONS} (blend, before clipping)",
-               fileio.read_json(sub.with_suffix(".json")) if current else {})
+               fileio.read_json(sub.with_suffix(".json")) if current else {}, probs)
 
 
 def training_histories(run: Path) -> list[tuple[str, list[tuple[str, list[Path]]]]]:
@@ -124,11 +132,28 @@ def build(run_path: Path, reports_dir: str | Path = "reports", layer: str | None
     reports_dir = Path(reports_dir)
     final = reports_dir / run.path.name
     log(f"report: building the page for run {run.path.name} ({run.config.method})")
+    if run.probs is not None:
+        return _build_classes(run, final, reports_dir, log)
     with fileio.atomic_dir(final) as partial:
         body = [_summary(run),
                 _curves(run, partial),
                 _calibration(run, partial),
                 *_pictures_and_maps(run, partial, layer, log),
+                _cleaning(reports_dir),
+                _tables(run)]
+        fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))
+    log(f"report: {final / 'index.html'}")
+    return final / "index.html"
+
+
+def _build_classes(run: Run, final: Path, reports_dir: Path, log=print) -> Path:
+    """The page of a run of more than two classes: its metric, the confusions by class, cleaning, tables."""
+    y = run.held_out["label"].to_numpy()
+    task = read_task(run.config.data_dir)
+    with fileio.atomic_dir(final) as partial:
+        body = [classes.summary(run.metrics, y, run.probs, run.held_out_kind, run.config.method),
+                _curves(run, partial),
+                classes.confusion_section(y, run.probs, task.classes, _table),
                 _cleaning(reports_dir),
                 _tables(run)]
         fileio.write_text(partial / "index.html", _page(f"run {run.path.name}", "\n".join(body)))

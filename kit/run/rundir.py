@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kit import fileio
@@ -32,6 +33,7 @@ HELD_OUT = {"oof": OOF, "validation": VAL_PREDICTIONS}
 # The small files a run leaves beside its models: what a Kaggle kernel publishes as its output.
 RUN_OUTPUTS = (OOF, VAL_PREDICTIONS, TEST_PREDICTIONS, METRICS, CONFIG, SKIPPED)
 BLEND = "blend"              # prediction files: the blended models' column, beside id, label and one per model
+CLASS_SEPARATOR = ":"        # more than two classes: a column `<model>:<k>` per model and class index k
 
 MODEL = "model.keras"        # cnn: the best epoch's network
 HISTORY = "history.csv"      # cnn: one row per epoch
@@ -81,8 +83,25 @@ def finished_runs(runs_dir: str | Path = "runs") -> list[Path]:
 
 
 def model_columns(frame: pd.DataFrame) -> list[str]:
-    """The per-model columns of a prediction file."""
-    return [c for c in frame.columns if c not in ("id", "label", BLEND)]
+    """The models of a prediction file: its per-model columns (two classes), or their `<model>` prefixes
+    (per-class columns `<model>:<k>`, more than two)."""
+    names = [c.rsplit(CLASS_SEPARATOR, 1)[0] if CLASS_SEPARATOR in c else c for c in frame.columns]
+    return [n for n in dict.fromkeys(names) if n not in ("id", "label", BLEND)]
+
+
+def prediction_columns(name: str, n_classes: int) -> list[str]:
+    """A model's (or the blend's) per-class columns in a prediction file of more than two classes."""
+    return [f"{name}{CLASS_SEPARATOR}{k}" for k in range(n_classes)]
+
+
+def read_probabilities(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A model's (or the blend's) predictions from a prediction file: [n] P(class 1), or [n, classes]."""
+    if name in frame.columns:
+        return frame[name].to_numpy(np.float64)
+    k = sum(1 for c in frame.columns if c.startswith(f"{name}{CLASS_SEPARATOR}"))
+    if not k:
+        raise KitError(f"the predictions have no column {name!r} (nor {name}{CLASS_SEPARATOR}0 ...)")
+    return frame[prediction_columns(name, k)].to_numpy(np.float64)
 
 
 def fold_dir(config: Config, model: str, fold: int) -> Path:

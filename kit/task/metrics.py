@@ -11,8 +11,8 @@ takes one of four things, made from those probabilities:
 Only log-loss metrics clip: a confident miss costs without bound there and nowhere else; a clipped
 multi-class row is renormalised to sum to 1, as Kaggle does before scoring.
 
-numpy here, scikit-learn inside the functions (its import takes seconds); no kit module but errors, so
-any layer may import this one.
+numpy here, scikit-learn inside the functions (its import takes seconds); no kit module but errors and
+score (both base), so any layer may import this one.
 """
 
 from __future__ import annotations
@@ -135,6 +135,16 @@ def _log_loss(labels, probs) -> float:
     """Kaggle's multi-class log loss: clip to [eps, 1 - eps], renormalise, mean of -log p(true class)."""
     p = clip_rows(probs, KAGGLE_EPS, 1 - KAGGLE_EPS)
     return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
+
+
+def log_loss(labels, probs) -> float:
+    """The log loss of a model's predictions whatever the metric: of P(class 1) exactly as kit.score
+    has always computed it (every binary number the kit reported stays the same), of per-class rows
+    as Kaggle's multi-class log loss. Blend weights and the clip are fitted on it."""
+    from kit import score
+
+    probs = np.asarray(probs)
+    return score.log_loss(labels, probs) if probs.ndim == 1 else _log_loss(np.asarray(labels, np.int64), probs)
 
 
 def _binary_log_loss(labels, p) -> float:
