@@ -121,7 +121,7 @@ def test_missing_pieces_are_named(tmp_path):
     with pytest.raises(KitError, match="no such directory"):
         fetch.fetch_from(tmp_path / "absent", tmp_path / "data", **quiet)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(KitError, match="neither train.zip nor train/"):
+    with pytest.raises(KitError, match="no sample_submission.csv"):
         fetch.fetch_from(tmp_path / "empty", tmp_path / "data", **quiet)
 
 
