@@ -253,3 +253,13 @@ def test_an_unknown_competition_is_one_line_naming_metric(tmp_path):
     source, _ = fetch_layout(tmp_path, "aerial-cactus-identification")
     with pytest.raises(KitError, match="set metric"):
         fetch.fetch_from(source, tmp_path / "other", competition="someone-elses-cactus", **quiet)
+
+
+def test_the_task_is_saved_beside_every_run(fetched, tmp_path):
+    from kit.config import Config
+    from kit.run import rundir
+    from kit.task import spec
+
+    out = rundir.start_run(Config(data_dir=str(fetched), runs_dir=str(tmp_path / "runs"), deterministic=False))
+    assert spec.load(out / fetch.TASK) == fetch.read_task(fetched)
+    assert fetch.TASK in rundir.RUN_OUTPUTS   # a kernel publishes it with the run

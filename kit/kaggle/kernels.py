@@ -59,6 +59,7 @@ ENTRY_MODULE = "kit.kaggle.kernel_run"
 KIT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("kernels")
 SOURCE_LIMIT = 1_000_000                     # Kaggle refuses a longer kernel source
+TITLE_LIMIT = 50                             # Kaggle refuses a longer kernel title
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,12 @@ def backbone_slug(token: str) -> str:
 
 
 def kernel_slug(name: str, competition: str = COMPETITION) -> str:
-    """The kernel's slug on Kaggle: another competition's kernels carry its slug, so they never replace
-    Dogs vs. Cats Redux's (or each other's) under the same account."""
-    return SLUG_PREFIX + ("" if competition == COMPETITION else competition + "-") + name
+    """The kernel's slug on Kaggle: another competition's kernels carry its slug (cut to fit Kaggle's 50
+    characters), so they never replace Dogs vs. Cats Redux's under the same account."""
+    if competition == COMPETITION:
+        return SLUG_PREFIX + name
+    room = TITLE_LIMIT - len(SLUG_PREFIX) - len(name) - 1
+    return f"{SLUG_PREFIX}{competition[:room].rstrip('-')}-{name}"
 
 
 def kernel_title(name: str, competition: str = COMPETITION) -> str:
