@@ -175,10 +175,10 @@ def test_every_layout_is_indexed_with_class_indices_and_its_task_saved(tmp_path,
     assert train["label"].tolist() == [[str(c) for c in task.classes].index(v) for v in values]
     assert set(train["label"]) == set(range(task.n_classes))
     stems = [Path(p).name if task.id_with_extension else Path(p).stem for p in train["path"]]
-    assert train["id"].astype(str).tolist() == stems
+    assert train["id"].tolist() == stems
 
     sample = pd.read_csv(source / task.sample_file, dtype=str)
-    assert sorted(test["id"].astype(str)) == sorted(sample[task.id_column])
+    assert sorted(test["id"]) == sorted(sample[task.id_column])
     assert all(Path(p).name == task.image_name(i) for i, p in zip(test["id"], test["path"]))
     if layout.drivers:
         drivers = pd.read_csv(source / "driver_imgs_list.csv", dtype=str).set_index("img")["subject"]
@@ -263,3 +263,19 @@ def test_the_task_is_saved_beside_every_run(fetched, tmp_path):
     out = rundir.start_run(Config(data_dir=str(fetched), runs_dir=str(tmp_path / "runs"), deterministic=False))
     assert spec.load(out / fetch.TASK) == fetch.read_task(fetched)
     assert fetch.TASK in rundir.RUN_OUTPUTS   # a kernel publishes it with the run
+
+
+def test_ids_stay_as_the_sample_writes_them_where_numbers_would_lose_zeros(tmp_path):
+    """Another competition's ids are text: "0007" is a name, not the number 7 (Redux's test ids stay ints)."""
+    name = "histopathologic-cancer-detection"
+    source = synthetic_layouts.make(tmp_path / "src", name, n_train=4, n_test=2, seed=4)
+    for folder, csv_name, column in (("train", "train_labels.csv", "id"), ("test", "sample_submission.csv", "id")):
+        table = pd.read_csv(source / csv_name, dtype=str)
+        renamed = {old: f"{n:04d}" for n, old in enumerate(table[column], start=1 if folder == "train" else 10)}
+        for old, new in renamed.items():
+            (source / folder / f"{old}.tif").rename(source / folder / f"{new}.tif")
+        table[column] = table[column].map(renamed)
+        table.to_csv(source / csv_name, index=False)
+    data = fetch.fetch_from(source, tmp_path / "data", competition=name, **quiet)
+    assert fetch.read_index(data, "train")["id"].tolist() == ["0001", "0003", "0002", "0004"]
+    assert fetch.read_index(data, "test")["id"].tolist() == ["0010", "0011"]

@@ -37,7 +37,7 @@ MARKER = "fetch.json"
 TASK = "task.json"
 INDEX = "index"
 GROUP = "group"      # index/train.csv's column of the task's group values
-DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")   # an id read back as an int loses nothing (Redux's test ids)
+DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")   # an id read back as an int loses nothing
 NATURAL = re.compile(r"(\d+)")
 
 
@@ -283,12 +283,13 @@ def natural(text: str) -> tuple:
 
 
 def read_index(data_dir: str | Path, split: str) -> pd.DataFrame:
-    """An index as written: ids as text, or as ints where every one is a plain decimal number (Redux's test ids)."""
+    """An index as written, ids as text ("007" is not "7"); Dogs vs. Cats Redux's numbered test ids as ints,
+    as the kit has always read them."""
     data_dir = Path(data_dir)
     if not is_complete(data_dir):
         raise KitError(f"{data_dir} is not a fetched competition: run `python -m kit fetch --from DIR` (or `make fetch`) first")
     index = pd.read_csv(data_dir / INDEX / f"{split}.csv", dtype={"id": str, GROUP: str}, keep_default_na=False)
-    if len(index) and index["id"].str.fullmatch(DECIMAL).all():
+    if len(index) and index["id"].str.fullmatch(DECIMAL).all() and read_task(data_dir).slug == COMPETITION:
         index["id"] = index["id"].astype("int64")
     return index
 
