@@ -76,10 +76,10 @@ def read_task(data_dir: str | Path) -> Task:
     """The task of a fetched data folder. One fetched before fetch saved it (Dogs vs. Cats only, then)
     has it read again from the files it was fetched from, or from its own extracted folders."""
     data_dir = Path(data_dir)
+    if not is_complete(data_dir):   # a fetch under way may leave the last one's task.json for now
+        raise KitError(f"{data_dir} is not a fetched competition: run `python -m kit fetch --from DIR` (or `make fetch`) first")
     if (data_dir / TASK).is_file():
         return spec.load(data_dir / TASK)
-    if not is_complete(data_dir):
-        raise KitError(f"{data_dir} is not a fetched competition: run `python -m kit fetch --from DIR` (or `make fetch`) first")
     source = Path(fileio.read_json(data_dir / MARKER).get("source", ""))
     if source.is_dir():
         return read.read_task(source, COMPETITION)
@@ -289,9 +289,15 @@ def read_index(data_dir: str | Path, split: str) -> pd.DataFrame:
     if not is_complete(data_dir):
         raise KitError(f"{data_dir} is not a fetched competition: run `python -m kit fetch --from DIR` (or `make fetch`) first")
     index = pd.read_csv(data_dir / INDEX / f"{split}.csv", dtype={"id": str, GROUP: str}, keep_default_na=False)
-    if len(index) and index["id"].str.fullmatch(DECIMAL).all() and read_task(data_dir).slug == COMPETITION:
+    if len(index) and index["id"].str.fullmatch(DECIMAL).all() and fetched_slug(data_dir) == COMPETITION:
         index["id"] = index["id"].astype("int64")
     return index
+
+
+def fetched_slug(data_dir: Path) -> str:
+    """The competition a complete data folder holds, without reading its files again: one fetched before
+    task.json was saved holds Dogs vs. Cats Redux, the only competition fetch read then."""
+    return spec.load(data_dir / TASK).slug if (data_dir / TASK).is_file() else COMPETITION
 
 
 def _hidden(name: str) -> bool:
