@@ -13,11 +13,20 @@ KIT   := $(PY) -m kit
 # follow the most recently finished run (as `make report` does), so they act on the run the user just made.
 # RUN= on predict, score or submit names a finished run; only `make train` makes a new one.
 PRESET ?= cpu
+# COMPETITION=slug on any target: Dogs vs. Cats Redux's runs, submissions and reports keep today's folders;
+# every other competition's sit under its slug (kit/config.py's competition_paths, the same rule).
+REDUX       := dogs-vs-cats-redux-kernels-edition
+COMPETITION ?= $(REDUX)
+OTHER       := $(filter-out $(REDUX),$(COMPETITION))
+RUNS        := runs$(if $(OTHER),/$(COMPETITION))
+SUBMISSIONS := submissions$(if $(OTHER),/$(COMPETITION))
+REPORTS     := reports$(if $(OTHER),/$(COMPETITION))
+DIRS_ARGS   := $(if $(OTHER),--runs-dir $(RUNS))
 NAMED      := $(filter command line environment,$(origin RUN) $(origin PRESET))
 RUN_NAMED  := $(filter command line environment,$(origin RUN))
 TRAINING   := $(filter train,$(MAKECMDGOALS))
 FOLLOW_LATEST := $(if $(NAMED)$(TRAINING),,$(filter predict score submit,$(MAKECMDGOALS)))
-LATEST_RUN     = $(if $(wildcard $(PY)),$(shell $(PY) -m kit runs --latest 2>/dev/null))
+LATEST_RUN     = $(if $(wildcard $(PY)),$(shell $(PY) -m kit runs --latest $(DIRS_ARGS) 2>/dev/null))
 ifneq ($(FOLLOW_LATEST),)
 RUN := $(LATEST_RUN)
 ifneq ($(RUN),)
@@ -29,7 +38,6 @@ endif
 endif
 RUN    ?= $(PRESET)
 SET    ?=
-COMPETITION ?= dogs-vs-cats-redux-kernels-edition
 DATA   ?= data/$(COMPETITION)
 FROM   ?=
 LABELS ?=
@@ -37,23 +45,27 @@ MSG    ?= $(RUN) from make submit
 # Messages reach the recipes through the environment, so quotes in them are kept as typed.
 export MSG
 
-CONFIG_ARGS := --preset $(PRESET) $(if $(filter-out $(PRESET),$(RUN)),--set run=$(RUN)) \
-               $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
+COMPETITION_ARGS := $(if $(OTHER),--set competition=$(COMPETITION)) \
+                    $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA))
+CONFIG_ARGS := --preset $(PRESET) $(if $(filter-out $(PRESET),$(RUN)),--set run=$(RUN)) $(COMPETITION_ARGS) \
+               $(foreach s,$(SET),--set $(s))
 ifneq ($(filter score,$(MAKECMDGOALS)),)
 ifeq ($(LABELS),)
 $(error make score needs LABELS=FILE.csv, the true labels (columns id and label))
 endif
 endif
-RUN_DIR    := runs/$(RUN)
-SUBMISSION := submissions/$(RUN).csv
-REPORT     := reports/$(RUN)/index.html
+RUN_DIR    := $(RUNS)/$(RUN)
+SUBMISSION := $(SUBMISSIONS)/$(RUN).csv
+REPORT     := $(REPORTS)/$(RUN)/index.html
+REPORT_ARGS := $(DIRS_ARGS) $(if $(OTHER),--reports-dir $(REPORTS))
 LAYER  ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test fetch train predict report score submit submissions clean clean-data venv bench FORCE
 
 help: ## list the targets
-	@echo "usage: make TARGET [PRESET=name] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir]"
+	@echo "usage: make TARGET [PRESET=name] [RUN=name] [SET='epochs=5 clip_low=0.01'] [FROM=dir] [COMPETITION=slug]"
+	@echo "  COMPETITION: the Kaggle slug (default $(REDUX)); another one's runs, submissions and reports go under <slug>/"
 	@echo "  PRESET: cpu (default), gpu-classic, gpu-modern, baseline (the from-scratch CNN), cnn-cpu, demo"
 	@echo "  RUN: defaults to PRESET; predict, score and submit without either follow the latest finished run"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -113,7 +125,7 @@ $(RUN_DIR)/metrics.json: ;
 else ifneq ($(RUN_NAMED),)
 ifeq ($(TRAINING),)
 $(RUN_DIR)/metrics.json: | $(STAMP)
-	@$(KIT) runs $(RUN)
+	@$(KIT) runs $(RUN) $(DIRS_ARGS)
 else
 $(RUN_DIR)/metrics.json: FORCE $(DATA)/fetch.json
 	$(KIT) train $(CONFIG_ARGS)
@@ -125,7 +137,7 @@ endif
 
 # The report follows the run, and its submission when there is one (or `make predict` is writing it).
 $(REPORT): $(RUN_DIR)/metrics.json $(if $(filter predict,$(MAKECMDGOALS)),$(SUBMISSION),$(wildcard $(SUBMISSION)))
-	$(KIT) report $(RUN)
+	$(KIT) report $(RUN) $(REPORT_ARGS)
 
 train: $(REPORT) ## train the PRESET (says so and does nothing when finished with these settings); writes its report
 	@echo "report: $(REPORT)"
@@ -139,10 +151,10 @@ predict: $(SUBMISSION) $(REPORT) ## write submissions/RUN.csv, clipped and check
 	@echo "report: $(REPORT)"
 
 report: | $(STAMP) ## (re)build reports/RUN/index.html (default: the latest finished run; LAYER=name for activations)
-	$(KIT) report $(if $(NAMED),$(RUN)) $(if $(LAYER),--layer $(LAYER))
+	$(KIT) report $(if $(NAMED),$(RUN)) $(if $(LAYER),--layer $(LAYER)) $(REPORT_ARGS)
 
-score: $(SUBMISSION) ## log loss of the submission against LABELS=csv (columns id and label; others are ignored)
-	$(KIT) score $(SUBMISSION) --labels $(LABELS)
+score: $(SUBMISSION) ## log loss of the submission against LABELS=csv (columns id and label); COMPETITION=slug: its metric
+	$(KIT) score $(SUBMISSION) --labels $(LABELS) $(if $(OTHER),--task $(DATA)/task.json)
 
 submit: $(SUBMISSION) ## check and upload submissions/RUN.csv to Kaggle, add it to the ledger (MSG='...')
 	$(KIT) submit $(SUBMISSION) -m "$$MSG" $(CONFIG_ARGS)
@@ -152,7 +164,7 @@ submissions: | $(STAMP) ## refresh public scores from Kaggle and print the submi
 
 clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DATA/exclusions.csv (CHECKS=...)
 	$(KIT) clean --preset $(if $(filter baseline,$(PRESET)),cpu,$(PRESET)) $(if $(CHECKS),--checks $(CHECKS)) \
-	  $(if $(filter-out data/$(COMPETITION),$(DATA)),--set data_dir=$(DATA)) $(foreach s,$(SET),--set $(s))
+	  $(if $(OTHER),--report-dir $(REPORTS)/clean) $(COMPETITION_ARGS) $(foreach s,$(SET),--set $(s))
 
 bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, levers, cleaning, fine-tuning, the cpu preset's bar
 	cd bench && $(abspath $(PY)) loading.py && $(abspath $(PY)) extraction.py && $(abspath $(PY)) cost_shape.py \
@@ -169,13 +181,13 @@ export KERNEL_MSG
 .PHONY: kernels kernel-push kernel-status kernel-output kernel-submit blend
 
 kernels: | $(STAMP) ## rebuild kernels/<name>/ (script + kernel-metadata.json) for every Kaggle kernel
-	$(KIT) kernels build
+	$(KIT) kernels build $(COMPETITION_ARGS)
 
 kernel-push: | $(STAMP) ## push kernels/KERNEL as your private GPU kernel (KERNEL=gpu-modern [ONLY=convnext_small])
-	$(KIT) kernels push $(KERNEL) $(if $(ONLY),--only $(ONLY))
+	$(KIT) kernels push $(KERNEL) $(if $(ONLY),--only $(ONLY)) $(COMPETITION_ARGS)
 
 kernel-status: | $(STAMP) ## the Kaggle status of KERNEL (WAIT=1 polls until it has finished)
-	$(KIT) kernels status $(KERNEL) $(if $(WAIT),--wait)
+	$(KIT) kernels status $(KERNEL) $(if $(WAIT),--wait) $(COMPETITION_ARGS)
 
 kernel-output: | $(STAMP) ## download KERNEL's output to submissions/kernels/KERNEL/, its submission to submissions/kernels/KERNEL.csv
 	$(KIT) kernels output $(KERNEL) $(CONFIG_ARGS)
@@ -186,8 +198,8 @@ kernel-submit: | $(STAMP) ## submit submissions/kernels/KERNEL.csv, from KERNEL'
 blend: | $(STAMP) ## blend kernel outputs or runs into submissions/blend.csv (DIRS='submissions/kernels/a runs/b')
 	$(KIT) blend $(DIRS) $(CONFIG_ARGS)
 
-clean: ## delete runs and reports (never the data or submissions)
-	rm -rf runs reports
+clean: ## delete runs and reports (never the data or submissions; COMPETITION=slug: that competition's only)
+	rm -rf $(RUNS) $(REPORTS)
 
 # --- issue 14: the GPU path (training input benchmark, GPU check, Kaggle's image) --------------------
 .PHONY: bench-train-input

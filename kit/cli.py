@@ -40,11 +40,13 @@ def cmd_fetch(args):
     if args.source is None:
         from kit.kaggle import download
 
-        download.fetch_from_kaggle(cfg.competition, args.data_dir or cfg.data_dir, force=args.force)
+        download.fetch_from_kaggle(cfg.competition, args.data_dir or cfg.data_dir, force=args.force,
+                                   overrides=cfg.task_overrides())
         return
     if args.force:
         raise KitError("--force downloads from Kaggle again; with --from there is nothing to download")
-    fetch.fetch_from(args.source, args.data_dir or cfg.data_dir)
+    fetch.fetch_from(args.source, args.data_dir or cfg.data_dir, competition=cfg.competition,
+                     overrides=cfg.task_overrides())
 
 
 def cmd_synth(args):
@@ -185,8 +187,10 @@ def cmd_runs(args):
 def cmd_kernels(args):
     from kit.kaggle import kernel_remote, kernels
 
-    options = kernels.BuildOptions(args.weights_dataset, args.machine_shape)
-    kernel_remote.run_command(args.action, args.name, _resolve(args), args.kernels_dir, options=options,
+    config = _resolve(args)
+    options = kernels.BuildOptions(args.weights_dataset, args.machine_shape, config.competition)
+    kernels_dir = args.kernels_dir or str(kernels.kernels_dir(config.competition))
+    kernel_remote.run_command(args.action, args.name, config, kernels_dir, options=options,
                               check=args.check, wait=args.wait, interval=args.interval, message=args.message,
                               force=args.force, only=args.only)
 
@@ -214,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("fetch", help="download (or take --from DIR), extract and index the competition files")
-    p.add_argument("--from", dest="source", metavar="DIR", help="folder with train.zip, test.zip, sample_submission.csv")
+    p.add_argument("--from", dest="source", metavar="DIR", help="the competition's folder: its sample submission, pictures (zips or folders) and labels")
     p.add_argument("--data-dir", help="where to extract (default: the config's data_dir)")
     p.add_argument("--force", action="store_true", help="download from Kaggle again, even when complete")
     _config_options(p)
@@ -295,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kernels", help="Kaggle GPU kernels built from the kit: build, list, push, status, output, submit")
     p.add_argument("action", choices=("build", "list", "push", "status", "output", "submit"))
     p.add_argument("name", nargs="?", help="the kernel (`kernels list` names them)")
-    p.add_argument("--kernels-dir", default="kernels", help="where the kernels are built (default: kernels)")
+    p.add_argument("--kernels-dir", help="where the kernels are built (default: kernels, or kernels/<competition> "
+                                         "for another competition than Dogs vs. Cats Redux)")
     p.add_argument("--weights-dataset", metavar="OWNER/SLUG", help="build: weights from this Kaggle dataset, internet off")
     p.add_argument("--machine-shape", default="NvidiaTeslaT4", help="build: Kaggle machine (default: NvidiaTeslaT4)")
     p.add_argument("--check", action="store_true", help="build: only check that the kernels match the kit")

@@ -70,6 +70,16 @@ class Config:
     clip_high: float = 0.995
     min_side: int = 16                      # images smaller than this are skipped as degenerate
     workers: int = 2
+    # The competition's facts are read from its files (kit.task.read); these override what they say,
+    # "" reads it from the files. An unknown or ambiguous layout's error names the one to set.
+    metric: str = ""                        # a metric name in kit.task.metrics (an unknown competition needs it)
+    id_column: str = ""                     # the sample submission's id column (default: its first)
+    labels_from: str = ""                   # folders | file-names | the labels CSV's name
+    label_column: str = ""                  # the labels CSV's class column
+    group_column: str = ""                  # images sharing its value stay in one fold
+    train_images: str = ""                  # the folder or zip of the training pictures
+    test_images: str = ""
+    flip: bool = True                       # a mirrored picture is the same class (false for digits or text)
 
     def __post_init__(self):
         for f in fields(self):
@@ -130,6 +140,12 @@ class Config:
             out.append(Extractor(entry.name, size, weights, tuple(layers), tuple(_split(self.views))))
         return out
 
+    def task_overrides(self) -> dict:
+        """The task keys the user set (kit.task.read.OVERRIDES), for read_task."""
+        from kit.task.read import OVERRIDES
+
+        return {key: getattr(self, key) for key in OVERRIDES if getattr(self, key)}
+
     def head_names(self) -> list[str]:
         return _split(self.heads)
 
@@ -180,10 +196,19 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def competition_paths(slug: str) -> dict:
+    """Where a competition's data, runs, submissions and caches go unless set: Dogs vs. Cats Redux's are the
+    defaults above; every other competition's sit under its slug, so no two competitions share a file."""
+    if slug == COMPETITION:
+        return {}
+    return {"data_dir": f"data/{slug}", "runs_dir": f"runs/{slug}", "submissions_dir": f"submissions/{slug}",
+            "cache_dir": f"cache/features/{slug}", "pixel_cache_dir": f"cache/pixels/{slug}"}
+
+
 def resolve(preset: str = "baseline", overrides: dict | None = None, config_file: str | None = None,
             overrides_from: str = "--set") -> Config:
     """Defaults <- preset <- config file <- overrides, each layer checked for unknown keys (an error names
-    the layer: the overrides are `overrides_from`)."""
+    the layer: the overrides are `overrides_from`); paths no layer set follow the competition."""
     if preset not in PRESETS:
         raise KitError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
     values: dict = {}
@@ -192,7 +217,7 @@ def resolve(preset: str = "baseline", overrides: dict | None = None, config_file
                           (overrides_from, overrides or {})):
         _check_keys(layer, source)
         values.update(layer)
-    return Config(**values)
+    return Config(**{**competition_paths(values.get("competition", COMPETITION)), **values})
 
 
 def parse_overrides(pairs: list[str]) -> dict:

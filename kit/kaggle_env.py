@@ -18,8 +18,8 @@ from pathlib import Path
 
 from kit import COMPETITION
 from kit.errors import KitError
-from kit.fetch import locate_inputs
-from kit.score import SAMPLE
+from kit.fetch import is_competition
+from kit.task.read import SAMPLE_NAME
 
 RUN_TYPE_ENV = "KAGGLE_KERNEL_RUN_TYPE"   # set by Kaggle in every kernel session (Batch, Interactive)
 ROOT_ENV = "KIT_KAGGLE_ROOT"
@@ -58,16 +58,16 @@ def scratch_dir() -> Path:
 
 
 def competition_dir(slug: str = COMPETITION) -> Path:
-    """The mounted competition: zips or already extracted train/ and test/ folders, as `fetch --from` takes.
+    """The mounted competition: its files (zips or extracted folders), as `fetch --from` takes them.
 
     Kaggle has moved mount points before, so when <input>/<slug> is absent, any folder a few
-    levels down that holds the sample submission and both splits is taken instead.
+    levels down that holds a sample submission is taken instead.
     """
     expected = input_root() / slug
-    if _is_competition(expected):
+    if is_competition(expected):
         return expected
-    found = sorted(path.parent for depth in ("*/", "*/*/", "*/*/*/")
-                   for path in input_root().glob(depth + SAMPLE) if _is_competition(path.parent))
+    found = sorted({path.parent for depth in ("*/", "*/*/", "*/*/*/") for path in input_root().glob(depth + "*")
+                    if SAMPLE_NAME.match(path.name) and is_competition(path.parent)})
     if found:
         return found[0]
     raise KitError(f"no competition files in {expected} (nor anywhere under {input_root()}): "
@@ -89,11 +89,3 @@ def dataset_dir(dataset: str) -> Path:
 def describe() -> str:
     where = "inside Kaggle" if inside_kaggle() else f"outside Kaggle ({ROOT_ENV}={root()})"
     return f"{where}; input {input_root()}, output {working_dir()}, scratch {scratch_dir()}"
-
-
-def _is_competition(folder: Path) -> bool:
-    try:
-        locate_inputs(folder)
-    except KitError:
-        return False
-    return True

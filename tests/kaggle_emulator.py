@@ -153,7 +153,8 @@ def _deterministic_zip(members: Mapping[str, bytes]) -> bytes:
 
 
 def _load_files(files: FileSource) -> dict[str, bytes]:
-    """Accept a ``name -> bytes`` mapping or a directory of files (top level only)."""
+    """Accept a ``name -> bytes`` mapping or a directory of files; files in its folders (aerial cactus's
+    ``train/``) are named by their "/"-separated path, as Kaggle lists them."""
     if files is None:
         return make_redux_files()
     if isinstance(files, Mapping):
@@ -161,7 +162,7 @@ def _load_files(files: FileSource) -> dict[str, bytes]:
     directory = Path(files)
     if not directory.is_dir():
         raise ValueError(f"not a directory: {directory}")
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------------------------------

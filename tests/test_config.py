@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from kit import config
+from kit import COMPETITION, config
+from kit.config import parse_overrides, resolve
 from kit.errors import KitError
 
 
@@ -94,3 +95,24 @@ def test_augment_scale_scales_every_range_but_the_mirror():
     assert half.flip and half.rotation == Augment().rotation / 2 and half.noise == Augment().noise / 2
     assert Augment().scaled(1.0) == Augment()    # the default trains exactly as before the setting existed
     assert all(getattr(Augment().scaled(0.0), name) == 0 for name in ("rotation", "shift", "zoom", "noise", "gamma"))
+
+
+def test_another_competitions_paths_follow_its_slug_unless_set():
+    redux = resolve("cpu")
+    assert (redux.data_dir, redux.runs_dir, redux.submissions_dir, redux.cache_dir, redux.pixel_cache_dir) == (
+        "data/" + COMPETITION, "runs", "submissions", "cache/features", "cache/pixels")
+    assert resolve("cpu", {"competition": COMPETITION}) == redux
+    other = resolve("cpu", {"competition": "plant-seedlings-classification"})
+    paths = (other.data_dir, other.runs_dir, other.submissions_dir, other.cache_dir, other.pixel_cache_dir)
+    assert paths == ("data/plant-seedlings-classification", "runs/plant-seedlings-classification",
+                     "submissions/plant-seedlings-classification", "cache/features/plant-seedlings-classification",
+                     "cache/pixels/plant-seedlings-classification")
+    mine = resolve("demo", {"competition": "plant-seedlings-classification", "runs_dir": "elsewhere"})
+    assert (mine.runs_dir, mine.data_dir) == ("elsewhere", "data/demo")   # set by the user, by the preset
+
+
+def test_task_overrides_are_the_task_keys_set():
+    assert resolve("cpu").task_overrides() == {}
+    config = resolve("cpu", parse_overrides(["metric=f1_macro", "label_column=breed", "flip=false"]))
+    assert config.task_overrides() == {"metric": "f1_macro", "label_column": "breed"}
+    assert config.flip is False

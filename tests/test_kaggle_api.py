@@ -37,7 +37,7 @@ from kaggle_emulator import (
 )
 from kit import COMPETITION, fetch, fileio
 from kit.config import Config
-from kit.data import synthetic
+from kit.data import synthetic, synthetic_layouts
 from kit.errors import KitError
 from kit.kaggle import download, kaggle_api, ledger, submit
 
@@ -188,6 +188,30 @@ def test_fetch_downloads_checks_and_indexes_then_stays_offline(emu, tmp_path, se
         download.fetch_from_kaggle(emu.competition, data, force=True, log=lines.append)
         assert [r.rpc or r.kind for r in emu.requests] == ["DownloadDataFiles", "download"]
     seen += lines
+
+
+def test_make_fetch_of_a_second_competition_downloads_it_beside_redux(tmp_path, work, seen):
+    """`make fetch COMPETITION=aerial-cactus-identification`: the client downloads that slug's one archive
+    (its pictures in train/ and test/ folders, labels in train.csv), the task is read from it, and Redux's
+    data folder is left as it was."""
+    slug = "aerial-cactus-identification"
+    files = synthetic_layouts.make(tmp_path / "cactus", slug, n_train=12, n_test=4, seed=1)
+    redux = work / DATA
+    redux.mkdir(parents=True)
+    (redux / "fetch.json").write_text("{}")
+    with KaggleEmulator(files=files, competition=slug, username=USER, key=KEY) as emu:
+        result = Kit(emu, tmp_path, work, seen).make("fetch", f"COMPETITION={slug}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [c.json["competitionName"] for c in emu.calls("DownloadDataFiles")] == [slug]
+    data = work / "data" / slug
+    task = fetch.read_task(data)
+    assert (task.slug, task.metric, task.label_source, task.labels_file, task.id_with_extension) == (
+        slug, "roc_auc", "csv", "train.csv", True)
+    labels = pd.read_csv(files / "train.csv").set_index("id")["has_cactus"]
+    train = fetch.read_index(data, "train")
+    assert len(train) == 12 and (train["label"].to_numpy() == labels.loc[train["id"]].to_numpy()).all()
+    assert sorted(fetch.read_index(data, "test")["id"]) == sorted(pd.read_csv(files / "sample_submission.csv")["id"])
+    assert [p.name for p in redux.iterdir()] == ["fetch.json"] and (redux / "fetch.json").read_text() == "{}"
 
 
 def test_rules_not_accepted_is_one_line_with_the_rules_page(kit, emu, work):

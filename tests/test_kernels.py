@@ -495,6 +495,38 @@ def test_competition_is_found_where_kaggle_mounts_it(tmp_path, monkeypatch):
     assert kaggle_env.inside_kaggle() and "inside Kaggle" in kaggle_env.describe()
 
 
+def test_another_competition_is_found_by_its_sample_whatever_its_files(tmp_path, monkeypatch):
+    """Aerial cactus mounts train/, test/, train.csv and a sample: no train.zip to recognise it by."""
+    from kit.data import synthetic_layouts
+
+    slug = "aerial-cactus-identification"
+    monkeypatch.setenv("KIT_KAGGLE_ROOT", str(tmp_path))
+    made = synthetic_layouts.make(tmp_path / "made", slug, n_train=4, n_test=2)
+    shutil.copytree(made, tmp_path / "input" / "competitions" / slug)
+    assert kaggle_env.competition_dir(slug) == tmp_path / "input" / "competitions" / slug
+
+
+def test_kernels_built_for_another_competition_name_it_and_rewrite_no_committed_kernel(tmp_path):
+    slug = "state-farm-distracted-driver-detection"
+    options = kernels.BuildOptions(competition=slug)
+    assert kernels.kernels_dir(slug) == Path("kernels") / slug and kernels.kernels_dir() == Path("kernels")
+    for spec in [*SPECS, *VARIANTS]:
+        meta = kernels.kernel_metadata(spec, options)
+        assert meta["competition_sources"] == [slug]
+        assert meta["id"].split("/")[1].startswith("dvc-kit-state-farm") and meta["id"].endswith(spec.name)
+        assert meta["id"] != kernels.kernel_metadata(spec)["id"] and len(meta["title"]) <= 50
+        if importlib.util.find_spec("slugify"):
+            from slugify import slugify
+
+            assert slugify(meta["title"]) == meta["id"].split("/")[1]
+    spec = kernels.find_spec("cpu")
+    kernels.write_kernel(tmp_path, spec, options)
+    assert kernels.options_from_metadata(fileio.read_json(tmp_path / "cpu" / kernels.METADATA)) == options
+    script = (tmp_path / "cpu" / "cpu.py").read_text()
+    assert f"'competition': {slug!r}," in script and f"/kaggle/input/{slug}/" in script
+    assert "Dogs vs. Cats" not in script.split("KIT_ARCHIVE")[0]
+
+
 @pytest.mark.parametrize("name", [s.name for s in SPECS] + [pytest.param(s.name, marks=pytest.mark.slow)
                                                             for s in VARIANTS])
 def test_every_kernel_runs_offline_to_a_valid_submission(name, played):

@@ -117,3 +117,78 @@ def test_help_lists_the_range_targets_and_the_defaults(tmp_path):
     for target in ("lock", "test-oldest", "test-latest", "train", "predict"):
         assert f"  {target} " in out
     assert "cpu (default)" in out and "baseline (the from-scratch CNN)" in out
+
+
+# --- COMPETITION=slug --------------------------------------------------------------------------
+
+SLUG = "aerial-cactus-identification"
+TARGETS = ("fetch", "train", "predict", "score", "submit", "submissions", "kernels", "clean", "clean-data", "report")
+# What each target ran before COMPETITION reached the commands (`make -n TARGET`, whitespace as a shell reads
+# it): Dogs vs. Cats Redux's commands must stay exactly these.
+REDUX_COMMANDS = {
+    "fetch": [".venv/bin/python -m kit fetch --preset cpu"],
+    "train": [".venv/bin/python -m kit fetch --preset cpu", ".venv/bin/python -m kit train --preset cpu",
+              ".venv/bin/python -m kit report cpu", 'echo "report: reports/cpu/index.html"'],
+    "predict": [".venv/bin/python -m kit fetch --preset cpu", ".venv/bin/python -m kit train --preset cpu",
+                ".venv/bin/python -m kit predict --preset cpu", ".venv/bin/python -m kit report cpu",
+                'echo "report: reports/cpu/index.html"'],
+    "score": [".venv/bin/python -m kit fetch --preset cpu", ".venv/bin/python -m kit train --preset cpu",
+              ".venv/bin/python -m kit predict --preset cpu",
+              ".venv/bin/python -m kit score submissions/cpu.csv --labels l.csv"],
+    "submit": [".venv/bin/python -m kit fetch --preset cpu", ".venv/bin/python -m kit train --preset cpu",
+               ".venv/bin/python -m kit predict --preset cpu",
+               '.venv/bin/python -m kit submit submissions/cpu.csv -m "$MSG" --preset cpu'],
+    "submissions": [".venv/bin/python -m kit submissions --preset cpu"],
+    "kernels": [".venv/bin/python -m kit kernels build"],
+    "clean": ["rm -rf runs reports"],
+    "clean-data": [".venv/bin/python -m kit clean --preset cpu"],
+    "report": [".venv/bin/python -m kit report"],
+}
+
+
+VENV_RECIPE = ("test -x ", ".venv/bin/python -m pip ", "touch .venv/")   # make's venv refresh, when the lock is newer
+
+
+def commands(work: Path, target: str, *args: str) -> list[str]:
+    extra = ("LABELS=l.csv",) if target == "score" else ()
+    text = make_n(work, target, *extra, *args).replace("\\\n", " ")   # a recipe line continued with \
+    return [" ".join(line.split()) for line in text.splitlines() if not line.startswith(("make", *VENV_RECIPE))]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_redux_commands_are_unchanged(tmp_path, target):
+    assert commands(tmp_path, target) == REDUX_COMMANDS[target]
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS if t != "clean"])   # clean runs no kit: see below
+def test_competition_reaches_every_command_of_every_target(tmp_path, target):
+    kit_lines = [line for line in commands(tmp_path, target, f"COMPETITION={SLUG}") if " -m kit " in line]
+    assert kit_lines
+    for line in kit_lines:
+        # `kit report` and `kit runs` take no config: they are pointed at the competition's runs; `kit score`
+        # reads the competition's saved task
+        reached = (f"--set competition={SLUG}", f"--runs-dir runs/{SLUG}", f"--task data/{SLUG}/task.json")
+        assert any(marker in line for marker in reached), line
+
+
+def test_another_competitions_runs_submissions_and_reports_sit_under_its_slug(tmp_path):
+    from kit import config
+
+    paths = config.resolve("cpu", {"competition": SLUG})
+    out = make_n(tmp_path, "score", "LABELS=l.csv", f"COMPETITION={SLUG}")
+    assert f"-m kit score {paths.submissions_dir}/cpu.csv --labels l.csv --task {paths.data_dir}/task.json" in out
+    out = make_n(tmp_path, "train", f"COMPETITION={SLUG}")
+    assert f"-m kit report cpu --runs-dir {paths.runs_dir} --reports-dir reports/{SLUG}" in out
+    assert f"report: reports/{SLUG}/cpu/index.html" in out
+    assert f"rm -rf runs/{SLUG} reports/{SLUG}" in make_n(tmp_path, "clean", f"COMPETITION={SLUG}")
+    assert "--report-dir reports/" + SLUG + "/clean" in make_n(tmp_path, "clean-data", f"COMPETITION={SLUG}")
+    assert f"--set data_dir=elsewhere" in make_n(tmp_path, "fetch", f"COMPETITION={SLUG}", "DATA=elsewhere")
+
+
+def test_predict_follows_the_latest_run_of_that_competition_only(tmp_path):
+    finish_run(tmp_path, f"{SLUG}/cactus-run")
+    finish_run(tmp_path, "redux-run")
+    out = make_n(tmp_path, "predict", f"COMPETITION={SLUG}")
+    assert f"-m kit predict --preset cpu --set run=cactus-run --set competition={SLUG}" in out
+    assert "redux-run" not in out
+    assert "--set run=redux-run" in make_n(tmp_path, "predict")

@@ -3,7 +3,8 @@
 Everything lives under <data_dir>/download/:
     <slug>.zip        the client's download; while interrupted, a partial file under this same
                       name plus <slug>.zip.kaggle-partial, which the client resumes from
-    files/            the archive's contents (train.zip, test.zip, sample_submission.csv),
+    files/            the archive's contents (whatever the competition holds: train.zip, a labels
+                      CSV, image folders, sample_submission.csv or .csv.zip),
                       unpacked through a .partial folder and handed to fetch.fetch_from
     download.json     size and mtime of the archive files/ was unpacked from, written last
 
@@ -31,8 +32,10 @@ RECORD = "download.json"
 PARTIAL_SUFFIX = ".kaggle-partial"   # the client's resume marker beside the file
 
 
-def fetch_from_kaggle(slug: str, data_dir: str | Path, force: bool = False, log=print) -> Path:
-    """Download (or resume) the competition `slug`, check and unpack it, then extract and index it."""
+def fetch_from_kaggle(slug: str, data_dir: str | Path, force: bool = False, log=print,
+                      overrides: dict | None = None) -> Path:
+    """Download (or resume) the competition `slug`, check and unpack it, then read its task (with read_task's
+    `overrides`), extract and index it."""
     data_dir = Path(data_dir)
     folder = data_dir / "download"
     archive, files = folder / f"{slug}.zip", folder / "files"
@@ -44,7 +47,7 @@ def fetch_from_kaggle(slug: str, data_dir: str | Path, force: bool = False, log=
         check_download(archive)
         unpack(archive, files, log)
         fileio.write_json(folder / RECORD, _stamp(archive))
-    return fetch.fetch_from(files, data_dir, log)
+    return fetch.fetch_from(files, data_dir, log, competition=slug, overrides=overrides)
 
 
 def is_unpacked(archive: Path, files: Path) -> bool:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit import fileio, provenance
+from kit import COMPETITION, fileio, provenance
 from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle import kaggle_api, kernels
@@ -56,7 +56,7 @@ def run_command(action: str, name: str | None, config: Config, kernels_dir: str 
     if action == "push":
         return push(name, Path(kernels_dir), config, log, only=only)
     if action == "status":
-        return status(name, wait=wait, interval=interval, log=log)
+        return status(name, wait=wait, interval=interval, log=log, competition=config.competition)
     if action == "output":
         return output(name, config, force=force, log=log)
     if action == "submit":
@@ -91,7 +91,7 @@ def push(name: str, kernels_dir: Path, config: Config, log=print, only: str | No
     kernels.check_machine_shape(metadata.get("machine_shape") or kernels.DEFAULT_MACHINE_SHAPE)
     kaggle_api.check_credentials()
     name = spec.name
-    ref = f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
+    ref = f"{kaggle_api.username()}/{kernels.kernel_slug(name, config.competition)}"
     with tempfile.TemporaryDirectory(prefix="kit-push-") as tmp:
         staged = Path(tmp) / name
         if spec.backbone:
@@ -111,9 +111,10 @@ def push(name: str, kernels_dir: Path, config: Config, log=print, only: str | No
     return {"ref": ref, **result}
 
 
-def status(name: str, wait: bool = False, interval: float = 60.0, log=print, sleep=time.sleep) -> str:
+def status(name: str, wait: bool = False, interval: float = 60.0, log=print, sleep=time.sleep,
+           competition: str = COMPETITION) -> str:
     """The kernel's status; with wait, poll until it is final, printing each change."""
-    ref = kernel_ref(name)
+    ref = kernel_ref(name, competition)
     started, last = time.time(), None
     while True:
         state, failure = kaggle_api.kernel_status(ref)
@@ -152,7 +153,7 @@ def outputs_dir(config: Config) -> Path:
 
 def output(name: str, config: Config, force: bool = False, log=print) -> Path:
     """Download the output into submissions/kernels/<name>/ (swapped in whole), then publish its submission."""
-    ref = kernel_ref(name)
+    ref = kernel_ref(name, config.competition)
     state, failure = kaggle_api.kernel_status(ref)
     if state != "COMPLETE" and not force:
         hint = ("pass --force to download its log" if state in kaggle_api.KERNEL_FINAL
@@ -201,7 +202,7 @@ def submit(name: str, message: str, config: Config, force: bool = False, log=pri
     folder = outputs_dir(config) / name
     if not path.is_file():
         raise KitError(f"no {path}: run `make kernel-output KERNEL={name}` first")
-    ref = kernel_ref(name)
+    ref = kernel_ref(name, config.competition)
     sidecar = fileio.read_json(path.with_suffix(".json"))
     if sidecar.get("kernel") != ref:
         raise KitError(f"{path} is not the output of kernel {ref} (its sidecar names {sidecar.get('kernel')!r}): "
@@ -216,9 +217,9 @@ def submit(name: str, message: str, config: Config, force: bool = False, log=pri
     return submitting.submit(path, message, config, force=force, log=log)
 
 
-def kernel_ref(name: str) -> str:
+def kernel_ref(name: str, competition: str = COMPETITION) -> str:
     kaggle_api.check_credentials()
-    return f"{kaggle_api.username()}/{kernels.kernel_slug(name)}"
+    return f"{kaggle_api.username()}/{kernels.kernel_slug(name, competition)}"
 
 
 def _json(data: dict) -> str:

@@ -107,7 +107,8 @@ def fetch(session: Session) -> None:
 
     with stage("fetch", session.log, session.stages):
         fetching.fetch_from(kaggle_env.competition_dir(session.config.competition), session.config.data_dir,
-                            session.log)
+                            session.log, competition=session.config.competition,
+                            overrides=session.config.task_overrides())
 
 
 @ends_kernel_on_error

@@ -59,6 +59,7 @@ ENTRY_MODULE = "kit.kaggle.kernel_run"
 KIT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("kernels")
 SOURCE_LIMIT = 1_000_000                     # Kaggle refuses a longer kernel source
+TITLE_LIMIT = 50                             # Kaggle refuses a longer kernel title
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,13 @@ class BuildOptions:
 
     weights_dataset: str | None = None       # "owner/slug" of a dataset holding the weights files: internet off
     machine_shape: str = DEFAULT_MACHINE_SHAPE
+    competition: str = COMPETITION           # the kernel's competition_sources, mounted as its input
+
+
+def kernels_dir(competition: str = COMPETITION) -> Path:
+    """Where a competition's kernels are built: kernels/ for Dogs vs. Cats Redux (the committed ones),
+    kernels/<slug>/ for any other, so building one never rewrites another's."""
+    return DEFAULT_OUT if competition == COMPETITION else DEFAULT_OUT / competition
 
 
 # --- pure: what the kernels are ---------------------------------------------------------------
@@ -127,13 +135,18 @@ def backbone_slug(token: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", token.partition("@")[0].lower()).strip("-")
 
 
-def kernel_slug(name: str) -> str:
-    return SLUG_PREFIX + name
+def kernel_slug(name: str, competition: str = COMPETITION) -> str:
+    """The kernel's slug on Kaggle: another competition's kernels carry its slug (cut to fit Kaggle's 50
+    characters), so they never replace Dogs vs. Cats Redux's under the same account."""
+    if competition == COMPETITION:
+        return SLUG_PREFIX + name
+    room = TITLE_LIMIT - len(SLUG_PREFIX) - len(name) - 1
+    return f"{SLUG_PREFIX}{competition[:room].rstrip('-')}-{name}"
 
 
-def kernel_title(name: str) -> str:
+def kernel_title(name: str, competition: str = COMPETITION) -> str:
     """A title Kaggle turns into exactly kernel_slug(name) (the client warns when they disagree)."""
-    return SLUG_PREFIX.rstrip("-") + " " + name
+    return SLUG_PREFIX.rstrip("-") + " " + kernel_slug(name, competition).removeprefix(SLUG_PREFIX)
 
 
 def check_options(options: BuildOptions) -> None:
@@ -165,8 +178,8 @@ def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), ow
     dataset = options.weights_dataset
     gpu = spec.preset not in CPU_PRESETS
     metadata = {
-        "id": f"{owner}/{kernel_slug(spec.name)}",
-        "title": kernel_title(spec.name),
+        "id": f"{owner}/{kernel_slug(spec.name, options.competition)}",
+        "title": kernel_title(spec.name, options.competition),
         "code_file": f"{spec.name}.py",
         "language": "python",
         "kernel_type": "script",
@@ -174,7 +187,7 @@ def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), ow
         "enable_gpu": gpu,
         "enable_tpu": False,
         "enable_internet": dataset is None,
-        "competition_sources": [COMPETITION],
+        "competition_sources": [options.competition],
         "dataset_sources": [dataset] if dataset else [],
         "kernel_sources": [],
         "model_sources": [],
@@ -187,8 +200,10 @@ def kernel_metadata(spec: KernelSpec, options: BuildOptions = BuildOptions(), ow
 
 def options_from_metadata(metadata: dict) -> BuildOptions:
     datasets = metadata.get("dataset_sources") or []
+    competitions = metadata.get("competition_sources") or [COMPETITION]
     return BuildOptions(weights_dataset=datasets[0] if datasets else None,
-                        machine_shape=metadata.get("machine_shape") or DEFAULT_MACHINE_SHAPE)
+                        machine_shape=metadata.get("machine_shape") or DEFAULT_MACHINE_SHAPE,
+                        competition=competitions[0])
 
 
 def sources_payload(sources: dict[str, str]) -> bytes:
@@ -210,11 +225,12 @@ def kernel_settings(spec: KernelSpec, options: BuildOptions) -> dict:
     return {"name": spec.name, "preset": spec.preset, "weights_dataset": options.weights_dataset}
 
 
-def settings_config(spec: KernelSpec) -> dict:
-    """The CONFIG dict of the settings cell: the preset's resolved config with the kernel's overrides, in the
-    fields' order, less the values the kernel takes from where it runs."""
+def settings_config(spec: KernelSpec, options: BuildOptions = BuildOptions()) -> dict:
+    """The CONFIG dict of the settings cell: the preset's resolved config with the kernel's overrides and
+    competition, in the fields' order, less the values the kernel takes from where it runs."""
     placed = kernel_run.placed_values()
-    return {k: v for k, v in resolve(spec.preset, spec.overrides).to_dict().items() if k not in placed}
+    resolved = resolve(spec.preset, {**spec.overrides, "competition": options.competition})
+    return {k: v for k, v in resolved.to_dict().items() if k not in placed}
 
 
 def kernel_script(spec: KernelSpec, options: BuildOptions, sources: dict[str, str]) -> str:
@@ -449,7 +465,7 @@ def _settings_cell(spec: KernelSpec, options: BuildOptions, config_source: str) 
     comments = {**_field_comments(config_source),
                 "weights_dataset": '"owner/slug": ImageNet weights from this attached dataset (internet off)'}
     lines = [_SETTINGS_INTRO]
-    for name, values in (("KERNEL", kernel_settings(spec, options)), ("CONFIG", settings_config(spec))):
+    for name, values in (("KERNEL", kernel_settings(spec, options)), ("CONFIG", settings_config(spec, options))):
         rows = [f"    {key!r}: {value!r}," for key, value in values.items()]
         width = max(map(len, rows))
         lines += [f"{name} = {{"] + [(row.ljust(width) + "  # " + comments[key] if key in comments else row)
@@ -486,26 +502,26 @@ def _description(spec: KernelSpec, options: BuildOptions) -> str:
                if config.method in ("finetune", "frozen") else
                "Extracts features on one GPU, then trains the heads on them.")
     return f"""\
-# {kernel_title(spec.name)}
+# {kernel_title(spec.name, options.competition)}
 
-Dogs vs. Cats Redux with {what}:
+{"Dogs vs. Cats Redux" if options.competition == COMPETITION else f"`{options.competition}`"} with {what}:
 method `{config.method}`, backbones `{config.backbones}`, {config.folds}-fold out-of-fold
 predictions, ImageNet weights {weights}.
 {devices}
 
-{_inputs_and_outputs()}
+{_inputs_and_outputs(options.competition)}
 
 The next cell holds the settings: edit them there. Generated by `python -m kit kernels build`
 from the kit (change the kit and rebuild to change the code it runs). `KIT_KAGGLE_ROOT=DIR`
-plays it outside Kaggle with `DIR/input/{COMPETITION}/`."""
+plays it outside Kaggle with `DIR/input/{options.competition}/`."""
 
 
-def _inputs_and_outputs() -> str:
+def _inputs_and_outputs(competition: str = COMPETITION) -> str:
     """Where a kernel reads and what it leaves in its working folder, in words, from the names kernel_run writes."""
     from kit.run.rundir import RUN_OUTPUTS
 
     run_files = ", ".join(f"`{name}`" for name in RUN_OUTPUTS)
-    return textwrap.fill(f"Reads the competition from `/kaggle/input/{COMPETITION}/` (zips or extracted folders) and "
+    return textwrap.fill(f"Reads the competition from `/kaggle/input/{competition}/` (zips or extracted folders) and "
                          f"writes to `/kaggle/working/`: `{SUBMISSION}` and its sidecar `{SIDECAR}`, the run's files "
                          f"({run_files}: those its method writes), `{SAMPLE}`, `{LOG_NAME}`, and `{DONE_NAME}` "
                          "last.", width=92, break_on_hyphens=False, break_long_words=False)

@@ -24,6 +24,10 @@ SET_ASIDE = "set-aside"
 # kept as it is). Every other key counts, including ones added later.
 NOT_SHAPING = ("competition", "data_dir", "runs_dir", "submissions_dir", "cache_dir", "pixel_cache_dir", "run",
                "workers", "time_budget_s", "clip_mode", "clip_low", "clip_high", "label_noise_c")
+# Keys added after runs were recorded: each counts only when set away from its default, so a run recorded
+# before the key existed (trained as its default does) is still the same run.
+ADDED_LATER = ("metric", "id_column", "labels_from", "label_column", "group_column", "train_images", "test_images",
+               "flip")
 # Keys only the cnn and features methods read: a fine-tuned fold does not depend on them.
 END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "heads", "head_epochs",
                      "head_learning_rate", "head_dropout", "head_batch_size")
@@ -31,7 +35,9 @@ END_TO_END_UNUSED = ("model", "image_size", "width", "dense", "val_fraction", "h
 
 def shaping_config(config) -> dict:
     unused = NOT_SHAPING + (END_TO_END_UNUSED if config.method in ("finetune", "frozen") else ())
-    return {key: value for key, value in config.to_dict().items() if key not in unused}
+    defaults = type(config)()
+    return {key: value for key, value in config.to_dict().items()
+            if key not in unused and not (key in ADDED_LATER and value == getattr(defaults, key))}
 
 
 def frame_digest(frame: pd.DataFrame, columns=("id", "label")) -> str:

@@ -1,6 +1,7 @@
 """A run's folder: where one training run keeps everything, under names only this module spells.
 
-runs/<run>/ holds config.json (the resolved config, written first), the method's own files,
+runs/<run>/ holds config.json (the resolved config, written first), task.json (the competition's task,
+kit.fetch.TASK), the method's own files,
 its held-out predictions (oof.csv, out of fold, or val_predictions.csv, the cnn's validation
 split: metrics.json's `scored_on` says which), test_predictions.csv, skipped.csv and, written
 last, metrics.json: a run without metrics.json is unfinished. kit/predict/finish.py writes the
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio
+from kit import fetch, fileio
 from kit.config import Config
 from kit.data import images
 from kit.errors import KitError
@@ -31,7 +32,7 @@ SKIPPED = "skipped.csv"
 # The held-out predictions' file, by metrics.json's `scored_on`.
 HELD_OUT = {"oof": OOF, "validation": VAL_PREDICTIONS}
 # The small files a run leaves beside its models: what a Kaggle kernel publishes as its output.
-RUN_OUTPUTS = (OOF, VAL_PREDICTIONS, TEST_PREDICTIONS, METRICS, CONFIG, SKIPPED)
+RUN_OUTPUTS = (OOF, VAL_PREDICTIONS, TEST_PREDICTIONS, METRICS, CONFIG, fetch.TASK, SKIPPED)
 BLEND = "blend"              # prediction files: the blended models' column, beside id, label and one per model
 CLASS_SEPARATOR = ":"        # more than two classes: a column `<model>:<k>` per model and class index k
 
@@ -47,7 +48,7 @@ def run_dir(config: Config) -> Path:
 
 
 def start_run(config: Config) -> Path:
-    """The run directory, marked unfinished (no metrics.json) and holding the resolved config.
+    """The run directory, marked unfinished (no metrics.json) and holding the resolved config and task.
 
     Every method starts here, so every method is seeded (and deterministic when configured).
     """
@@ -56,6 +57,7 @@ def start_run(config: Config) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).unlink(missing_ok=True)
     fileio.write_json(out / CONFIG, config.to_dict())
+    fileio.write_json(out / fetch.TASK, fetch.read_task(config.data_dir).to_dict())
     return out
 
 

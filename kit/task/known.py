@@ -17,10 +17,12 @@ class Known:
     metric: str                 # a name in kit.task.metrics
     group_column: str = ""      # images sharing a value stay in one fold
     groups_file: str = ""       # the CSV holding group_column beside the id column
+    classes: tuple = ()         # every class there is, where stray files could look like another one
 
 
 KNOWN: dict[str, Known] = {k.slug: k for k in (
-    Known(COMPETITION, "log_loss"),
+    # A stray `horse.1.jpg` in train.zip is a picture to report, not a third class.
+    Known(COMPETITION, "log_loss", classes=("cat", "dog")),
     Known("aerial-cactus-identification", "roc_auc"),
     Known("histopathologic-cancer-detection", "roc_auc"),
     Known("plant-seedlings-classification", "f1_micro"),

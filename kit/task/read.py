@@ -61,6 +61,7 @@ def read_task(competition_dir: str | Path, slug: str, overrides: dict | None = N
     with_extension = id_form(sample[id_column], sample_path.name)
     check_sample_names_test(sample[id_column], with_extension, extension, images["test"], sample_path.name, id_column)
     source, labels_file, label_column, values = read_labels(root, images["train"], id_column, slug, overrides)
+    values = known_classes_only(values, slug)
     value_columns = [c for c in sample.columns if c != id_column]
     classes, submission_values = classes_and_values(values, value_columns, metrics.get(metric), sample_path.name)
     group_column, groups_file = find_groups(root, slug, id_column, labels_file, overrides)
@@ -247,6 +248,12 @@ def read_labels(root: Path, train: Images, id_column: str, slug: str, overrides:
         raise KitError(f"the training labels could be in {', '.join(t.name for t in tables)}: "
                        f"set labels_from to one of them")
     return _from_csv(tables[0], train, id_column, column)
+
+
+def known_classes_only(values: list[str], slug: str) -> list[str]:
+    """The labels among the registry's classes, where it names them (the others are strays fetch reports)."""
+    entry = known.lookup(slug)
+    return [v for v in values if v in entry.classes] if entry and entry.classes else values
 
 
 def folder_labels(train: Images) -> list[str]:
