@@ -223,3 +223,22 @@ def test_an_imagenet_check_without_a_top_does_not_apply_and_is_not_counted(plant
     random = clean.run_clean(cfg, checks=("imagenet",), imagenet_backbones=("tiny",), report_dir=tmp_path / "r2",
                              log=lambda *_: None)
     assert random["ran"] == [] and "weights=none" in random["not_applicable"]["imagenet"]
+
+
+def test_on_another_competition_the_checks_for_any_classes_run_and_the_redux_ones_do_not_apply(tmp_path):
+    from kit.data import synthetic_layouts
+
+    slug = "dog-breed-identification"   # four breeds in a labels CSV
+    source = synthetic_layouts.make(tmp_path / "src", slug, n_train=48, n_test=6, seed=2)
+    data = fetch.fetch_from(source, tmp_path / "data", log=lambda *_: None, competition=slug)
+    cfg = config.resolve("cpu", {"competition": slug, "backbones": "tiny@32", "weights": "none", "folds": 3,
+                                 "data_dir": str(data), "cache_dir": str(tmp_path / "cache"),
+                                 "runs_dir": str(tmp_path / "runs")})
+    messages = []
+    summary = clean.run_clean(cfg, report_dir=tmp_path / "report", log=messages.append, noise_threshold=1.0)
+    assert summary["ran"] == ["files", "label-noise", "duplicates"]
+    assert set(summary["not_applicable"]) == {"known", "imagenet"}
+    # With the threshold at 1, every image is flagged with the probability OOF gives its own breed.
+    report = pd.read_csv(tmp_path / "report" / "report.csv")
+    noise = report[report["reason"] == "label-noise"]
+    assert len(noise) == 48 and noise["score"].between(0, 1).all()

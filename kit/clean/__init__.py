@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio
+from kit import COMPETITION, fileio
 from kit.data import images
 from kit.data.exclusions import ADDITIONS, EXCLUSIONS
 from kit.errors import KitError
-from kit.run.rundir import BLEND, OOF
+from kit.run.rundir import BLEND, OOF, prediction_columns, read_probabilities
 
 KNOWN_LISTS = Path(__file__).parent / "known_anomalies.csv"
 DOG_CLASSES = range(151, 269)          # ImageNet-1k, Keras order: Chihuahua .. Mexican hairless
@@ -35,6 +35,9 @@ BIG_CATS = range(286, 288)             # cougar, lynx: optional for cats
 # label-noise flags; at 10 the flags double (cats in cages, kittens), at 60 half the listed ones slip through.
 DEFAULT_K = 20
 CHECKS = ("files", "known", "imagenet", "label-noise", "duplicates")
+# Checks that know Dogs vs. Cats itself: its published anomaly lists, and ImageNet's dog and cat classes.
+REDUX_ONLY = {"known": "the published lists are Dogs vs. Cats Redux's",
+              "imagenet": "the classes are not ImageNet's dog and cat classes"}
 COLUMNS = ["file", "label", "reason", "score", "action"]
 
 
@@ -153,17 +156,24 @@ def check_label_noise(oof: pd.DataFrame, threshold: float = 0.05, top: int = 0,
                       exclude_below: float = 0.01) -> list[Flag]:
     """OOF predictions giving the labelled class less than `threshold`; score is that probability.
 
-    oof has columns id, label, blend (a run's oof.csv). Sorted most contradictory first;
+    oof has columns id, label, blend (a run's oof.csv; `blend:<k>` per class beyond two classes). Sorted most contradictory first;
     `top` > 0 keeps only that many. Only the strongest contradictions (below `exclude_below`)
     are excluded; the rest are hard but often genuine pictures, flagged for review.
     """
-    p_label = np.where(oof["label"] == 1, oof[BLEND], 1 - oof[BLEND])
-    frame = oof.assign(p=p_label).sort_values("p")
+    frame = oof.assign(p=labelled_probability(oof["label"].to_numpy(), read_probabilities(oof, BLEND)))
+    frame = frame.sort_values("p", kind="stable")
     frame = frame[frame["p"] < threshold]
     if top:
         frame = frame.head(top)
     return [Flag(r.id, int(r.label), "label-noise", float(r.p), "exclude" if r.p < exclude_below else "review")
             for r in frame.itertuples()]
+
+
+def labelled_probability(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """What the predictions give each image's own label: P(class 1) or its complement, or its row's entry."""
+    if probs.ndim == 1:
+        return np.where(labels == 1, probs, 1 - probs)
+    return probs[np.arange(len(labels)), labels.astype(int)]
 
 
 def phash(image: np.ndarray) -> int:
@@ -321,7 +331,10 @@ def oof_from_features(index: pd.DataFrame, config, log=print) -> pd.DataFrame:
     kept = index[ok].reset_index(drop=True)
     result = heads.run_kfold("logreg", heads.logreg_fold, x, kept["label"].to_numpy(), x[:1],
                              config.folds, config.seed, c=config.label_noise_c)
-    return kept[["id", "label"]].assign(**{BLEND: result.oof})
+    oof = np.asarray(result.oof)
+    if oof.ndim == 1:
+        return kept[["id", "label"]].assign(**{BLEND: oof})
+    return kept[["id", "label"]].assign(**dict(zip(prediction_columns(BLEND, oof.shape[1]), oof.T)))
 
 
 def imagenet_classifiers(config, tokens=(), log=print) -> tuple[list, str]:
@@ -356,12 +369,14 @@ def run_clean(config, checks=("files", "known", "imagenet", "label-noise", "dupl
               noise_run: str | None = None, noise_threshold: float = 0.05, max_distance: int = 4,
               rebalance_classes: bool = False, report_dir: str | Path = "reports/clean", log=print) -> dict:
     """Run the chosen checks on the full training index; write report, exclusions and contact sheet."""
-    from kit.fetch import read_index
+    from kit.fetch import read_index, read_task
 
     unknown = sorted(set(checks) - set(CHECKS))
     if unknown:
         raise KitError(f"unknown check {unknown[0]!r}; checks: {', '.join(CHECKS)}")
     train, test = read_index(config.data_dir, "train"), read_index(config.data_dir, "test")
+    task = read_task(config.data_dir)
+    redux = task.slug == COMPETITION and tuple(task.classes) == ("cat", "dog")
     flags, ran, not_applicable = [], [], {}
     for check in checks:
         before = len(flags)
@@ -370,6 +385,10 @@ def run_clean(config, checks=("files", "known", "imagenet", "label-noise", "dupl
         try:
             if check == "files":
                 flags += check_files(train, config.min_side)
+            elif check in REDUX_ONLY and not redux:
+                not_applicable[check] = REDUX_ONLY[check]
+                log(f"clean: {check}: does not apply ({REDUX_ONLY[check]}); not run")
+                continue
             elif check == "known":
                 flags += check_known(train, known_lists)
             elif check == "imagenet":
