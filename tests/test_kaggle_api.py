@@ -397,7 +397,7 @@ def test_create_submission_500_is_a_failure_with_no_ledger_row(emu, tmp_path, wo
 
 @pytest.mark.parametrize("damage, message", [
     ("no-sample", "no sample_submission.csv in"),
-    ("missing-id", "ids do not match sample_submission.csv: 1 missing (first 6)"),
+    ("missing-id", "ids do not match the sample submission's: 1 missing (first '6')"),
     ("no-sidecar", "has no local score (baseline.json not found or unreadable): submit a file written by "
                    "`python -m kit predict`, or pass --force"),
     ("edited", "has changed since baseline.json was written (sha256 differs)"),

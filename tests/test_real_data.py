@@ -13,7 +13,7 @@ def test_fetch_train_predict_on_real_images(tmp_path):
               "--set", f"submissions_dir={tmp_path / 'subs'}"]
     fetched = run_kit("fetch", "--from", REAL_COMPETITION, *common)
     assert fetched.returncode == 0, fetched.stderr
-    assert "indexed 3000 training images (1500 cats, 1500 dogs) and 1000 test images" in fetched.stdout
+    assert "indexed 3000 training images (cat 1500, dog 1500) and 1000 test images" in fetched.stdout
 
     tiny = ["--set", "limit=200", "--set", "image_size=48", "--set", "epochs=1", "--set", "width=8", "--set", "dense=16"]
     trained = run_kit("train", *common, *tiny)

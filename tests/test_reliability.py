@@ -375,7 +375,7 @@ def test_bad_config_refused_with_valid_choices(args, message, tmp_path):
 BAD_SUBMISSIONS = {
     "missing ids": (lambda ok: "\n".join(ok.splitlines()[:-1]) + "\n", "1 missing"),
     "duplicate ids": (lambda ok: ok + ok.splitlines()[1] + "\n", "appears more than once"),
-    "extra ids": (lambda ok: ok + "999,0.5\n", "not in sample_submission.csv"),
+    "extra ids": (lambda ok: ok + "999,0.5\n", "1 not in the sample submission (first '999')"),
     "NaN": (lambda ok: ok.replace(ok.splitlines()[1], ok.splitlines()[1].split(",")[0] + ",nan"), "NaN, infinite"),
     "inf": (lambda ok: ok.replace(ok.splitlines()[1], ok.splitlines()[1].split(",")[0] + ",inf"), "NaN, infinite"),
     "above 1": (lambda ok: ok.replace(ok.splitlines()[1], ok.splitlines()[1].split(",")[0] + ",1.5"), "must lie in [0, 1]"),

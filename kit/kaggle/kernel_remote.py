@@ -24,9 +24,11 @@ from pathlib import Path
 from kit import COMPETITION, fileio, provenance
 from kit.config import Config
 from kit.errors import KitError
+from kit.fetch import TASK
 from kit.kaggle import kaggle_api, kernels
 from kit.kaggle_env import DONE_NAME, SIDECAR, SUBMISSION
 from kit.score import SAMPLE
+from kit.task import spec
 
 LOG_TAIL_LINES = 30
 KERNEL_OUTPUTS = "kernels"     # under submissions_dir
@@ -212,9 +214,11 @@ def submit(name: str, message: str, config: Config, force: bool = False, log=pri
         raise KitError(f"{path} did not come from the latest output of {ref} in {folder} "
                        f"({'which has no ' + SUBMISSION if not current.is_file() else 'its ' + SUBMISSION + ' differs'}): "
                        f"run `make kernel-output KERNEL={name}` and submit once it succeeds")
+    task = None
     if not (Path(config.data_dir) / SAMPLE).is_file() and (folder / SAMPLE).is_file():
         config = dataclasses.replace(config, data_dir=str(folder))
-    return submitting.submit(path, message, config, force=force, log=log)
+        task = spec.load(folder / TASK) if (folder / TASK).is_file() else None   # the kernel's run wrote it
+    return submitting.submit(path, message, config, force=force, log=log, task=task)
 
 
 def kernel_ref(name: str, competition: str = COMPETITION) -> str:

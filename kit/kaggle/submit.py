@@ -15,12 +15,15 @@ from kit.fetch import TASK, read_task
 from kit.kaggle import kaggle_api, ledger
 from kit.score import SAMPLE
 from kit.task import layout
+from kit.task.spec import Task
 
 
-def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print) -> dict:
-    """Check, upload and record one submission file; returns its ledger row."""
+def submit(path: str | Path, message: str, config: Config, force: bool = False, log=print,
+           task: Task | None = None) -> dict:
+    """Check, upload and record one submission file; returns its ledger row. `task` is for a sample that
+    is not a fetched competition's (a kernel's output folder keeps its own task.json beside it)."""
     path = Path(path)
-    check_file(path, Path(config.data_dir))
+    check_file(path, Path(config.data_dir), task)
     sidecar = read_sidecar(path)
     if sidecar.get("local_log_loss") is None and sidecar.get("local_score") is None:
         if not force:
@@ -41,13 +44,14 @@ def submit(path: str | Path, message: str, config: Config, force: bool = False, 
     return row
 
 
-def check_file(path: Path, data_dir: Path) -> None:
+def check_file(path: Path, data_dir: Path, task: Task | None = None) -> None:
     """The checks `predict` applies before writing: the sample's header, every test id once in its form,
     values of the task's kind (finite probabilities in [0, 1] summing to 1 across one-hot columns, a
     class as the labels write it). A data dir fetched with its task (task.json) is checked on the task's
     layout; one without (Dogs vs. Cats Redux as fetched before) as `id,label`."""
-    if (data_dir / TASK).is_file():
+    if task is None and (data_dir / TASK).is_file():
         task = read_task(data_dir)
+    if task is not None:
         layout.check_file(path, task, layout.read_sample(data_dir, task))
         return
     sample_path = data_dir / SAMPLE
