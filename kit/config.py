@@ -137,8 +137,13 @@ class Config:
             if size < entry.min_input_size:
                 raise KitError(f"config: {entry.name} needs inputs of at least {entry.min_input_size} px, got {size}")
             weights = None if self.weights.lower() == "none" else self.weights
-            out.append(Extractor(entry.name, size, weights, tuple(layers), tuple(_split(self.views))))
+            out.append(Extractor(entry.name, size, weights, tuple(layers), self.view_names()))
         return out
+
+    def view_names(self) -> tuple[str, ...]:
+        """The test-time views, less the mirrored ones where flip=false (a mirrored digit is another class)."""
+        views = tuple(v for v in _split(self.views) if self.flip or "flip" not in v)
+        return views or ("orig",)
 
     def task_overrides(self) -> dict:
         """The task keys the user set (kit.task.read.OVERRIDES), for read_task."""

@@ -2,10 +2,11 @@
 softmax heads, grouped folds, blend and clip on the task's metric, kappa thresholds, the layout gate.
 
 The data dirs are built here from the synthetic layouts (index CSVs of class indices, task.json, the
-sample), not through fetch: fetch's writing of other layouts is another change, and this one is held to
-the data folder's contract (docs in /work/notes/I21-CONTRACT.md: index/train.csv id,path,label(,group)).
+sample) without fetch, so each test holds to the data folder's contract alone (index/train.csv
+id,path,label(,group)); tests/test_layouts.py runs the same layouts through fetch as a user types it.
 """
 
+import dataclasses
 import json
 import re
 import shutil
@@ -234,15 +235,8 @@ def test_score_defaults_to_the_fetched_tasks_metric(tmp_path, monkeypatch, capsy
 
 
 def test_flip_views_only_where_the_task_allows_them():
-    import types
-
-    from kit.methods import features as features_method
-
     cfg = config.Config(backbones="tiny@32", views="orig,flip,zoom,zoom-flip")
-    extractors = cfg.extractors()
-    assert features_method.allowed_views(cfg, extractors) == extractors, "flips on unless the config says no"
-    # The config key is helper fetch's to add (config.py is theirs); a stand-in config holds it meanwhile.
-    no_flip = types.SimpleNamespace(**{features_method.FLIP_KEY: False})
-    lines = []
-    kept = features_method.allowed_views(no_flip, extractors, log=lines.append)
-    assert [e.views for e in kept] == [("orig", "zoom")] and lines == ["features: flip views off for this task"]
+    assert [e.views for e in cfg.extractors()] == [("orig", "flip", "zoom", "zoom-flip")], "flips on by default"
+    no_flip = dataclasses.replace(cfg, flip=False)
+    assert [e.views for e in no_flip.extractors()] == [("orig", "zoom")]
+    assert dataclasses.replace(no_flip, views="flip").view_names() == ("orig",), "never no view at all"

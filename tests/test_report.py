@@ -255,7 +255,7 @@ def test_gradcam_explains_the_cnn_logit_towards_the_chosen_class(cnn_page):
     dog = gradcam.gradcam(model, batch, sides=[1, 1])
     cat = gradcam.gradcam(model, batch, sides=[-1, -1])
     assert dog.layer == gradcam.conv_layers(model)[-1].name
-    assert "logit of prob_dog" in dog.target
+    assert "logit of probabilities" in dog.target
     assert dog.heat.shape == (2, 32, 32) and not np.allclose(dog.heat, cat.heat)
 
 

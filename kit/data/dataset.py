@@ -35,6 +35,13 @@ def training_index(config, log=print) -> pd.DataFrame:
     return limit_index(index, config.limit, config.seed)
 
 
+def fold_groups(index: pd.DataFrame):
+    """Each row's fold group (fetch's group column: State Farm's driver), or None where the task has none."""
+    from kit.fetch import GROUP
+
+    return index[GROUP].to_numpy() if GROUP in index.columns else None
+
+
 def exclusions_applied(config) -> dict:
     """The ids `kit clean` took out of training (exclusions.csv) and added to it (additions.csv)."""
     from kit.data.exclusions import read_exclusions

@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio, plots, score
+from kit import faults, fileio, plots
 from kit.config import Config
 from kit.data import dataset, images
-from kit.fetch import read_index
-from kit.models import heads, inference, scratch
-from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
+from kit.fetch import read_index, read_task
+from kit.models import heads, inference, outputs, scratch
+from kit.predict.finish import finish_run, guess_unreadable
 from kit.run.rundir import CURVES, HISTORY, MODEL, SKIPPED, start_run, write_skips
 from kit.run.stages import Stages
+from kit.task import metrics
 from kit.tfquiet import keras_verbosity
 
 
@@ -33,6 +34,7 @@ def train(config: Config, log=print) -> dict:
     index = dataset.training_index(config, log)
     test = read_index(config.data_dir, "test")
     out = start_run(config)
+    n_classes = read_task(config.data_dir).n_classes
     stages.done("index")
 
     train_df, val_df = dataset.split_train_val(index, config.val_fraction, config.seed)
@@ -47,16 +49,16 @@ def train(config: Config, log=print) -> dict:
     stages.done("decode")
 
     started = time.time()
-    model = scratch.build(config)
+    model = scratch.build(config, n_classes)
     model.fit(x_train, y_train, validation_data=(x_val, val_df["label"].to_numpy()),
               epochs=config.epochs, batch_size=config.batch_size, verbose=keras_verbosity(),
               callbacks=[keras.callbacks.CSVLogger(str(out / HISTORY)), keep_best_callback(out / MODEL),
                          plots.redraw_curves_callback(out / HISTORY, out / CURVES, config.run)])
     del x_train
     best = keras.models.load_model(out / MODEL)
-    val_probs = inference.predict(best, x_val, config.batch_size).ravel()
-    test_probs, test_ok = _predict_test(best, test, config, out, skipped, log)
-    result = heads.HeadResult(config.model, val_probs, test_probs, score.log_loss(val_df["label"], val_probs),
+    val_probs = outputs.probabilities(inference.predict(best, x_val, config.batch_size), n_classes)
+    test_probs, test_ok = _predict_test(best, test, config, n_classes, out, skipped, log)
+    result = heads.HeadResult(config.model, val_probs, test_probs, metrics.log_loss(val_df["label"], val_probs),
                               {"image_size": config.image_size, "epochs": config.epochs}, time.time() - started)
     stages.done("model")
     return finish_run(config, val_df, test, test_ok, [result], stages, log, scored_on="validation",
@@ -68,14 +70,15 @@ def _load(frame: pd.DataFrame, config: Config, what: str):
                                desc=f"decode {what}")
 
 
-def _predict_test(model, test: pd.DataFrame, config: Config, out: Path, skipped: list, log):
-    """The network on every readable test image (the rest keep UNREADABLE_TEST_PROB); their skips join skipped.csv."""
+def _predict_test(model, test: pd.DataFrame, config: Config, n_classes: int, out: Path, skipped: list, log):
+    """The network on every readable test image (the rest get finish's guess); their skips join skipped.csv."""
     x, ok, skips = _load(test, config, "test")
-    probs = np.full(len(test), UNREADABLE_TEST_PROB)
+    probs = outputs.empty(len(test), n_classes)
     if ok.any():
-        probs[ok] = inference.predict(model, x, config.batch_size).ravel()
+        probs[ok] = outputs.probabilities(inference.predict(model, x, config.batch_size), n_classes)
+    probs = guess_unreadable(probs, ok)
     if skips:
-        log(images.summarize_skips(skips, "test") + f"; predicted {UNREADABLE_TEST_PROB} for them")
+        log(images.summarize_skips(skips, "test") + "; they get the least costly guess")
         write_skips(out / SKIPPED, skipped + skips)
     return probs, ok
 

@@ -7,8 +7,6 @@ with each stage's time and peak memory, each model's OOF log loss, the blend wei
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from kit.config import Config
@@ -18,9 +16,6 @@ from kit.models import features, heads
 from kit.predict.finish import finish_run
 from kit.run.rundir import SKIPPED, start_run, write_skips
 from kit.run.stages import Stages
-
-GROUP = "group"     # the training index's column of fold groups, where the task has one (fetch writes it)
-FLIP_KEY = "flip"   # the config key saying whether the task allows mirrored views
 
 
 def train(config: Config, log=print) -> dict:
@@ -34,7 +29,7 @@ def train(config: Config, log=print) -> dict:
 
     task = read_task(config.data_dir)
     blocks_train, blocks_test, skips = [], [], []
-    for extractor in allowed_views(config, config.extractors(), log):
+    for extractor in config.extractors():
         for frame, blocks in ((train, blocks_train), (test, blocks_test)):
             feats = features.extract(frame["path"], extractor, config.cache_dir, config.batch_size,
                                      config.workers, config.min_side, log)
@@ -50,7 +45,7 @@ def train(config: Config, log=print) -> dict:
     x = features.image_vectors([b.features for b in blocks_train])[train_ok]
     x_test = features.image_vectors([b.features for b in blocks_test])
     y = train["label"].to_numpy()[train_ok]
-    groups = train[GROUP].to_numpy()[train_ok] if GROUP in train.columns else None
+    groups = dataset.fold_groups(train[train_ok])
     log(f"heads: {len(y)} training images, {x.shape[1]} features (views averaged), {config.folds} folds"
         + (f", each of the {len(set(groups))} groups in one fold" if groups is not None else ""))
 
@@ -67,13 +62,3 @@ def train(config: Config, log=print) -> dict:
 
     return finish_run(config, train[train_ok].reset_index(drop=True), test, test_ok, results, stages, log,
                       extra={"folds": config.folds, "folds_completed": config.folds})
-
-
-def allowed_views(config: Config, extractors: list, log=print) -> list:
-    """The extractors, less their mirrored views where the task forbids flips (digits, text: a mirrored
-    image is another class or none). `flip` is the config key for it; until config has it, flips are on."""
-    if getattr(config, FLIP_KEY, True):
-        return extractors
-    log("features: flip views off for this task")
-    return [dataclasses.replace(e, views=tuple(v for v in e.views if "flip" not in v) or ("orig",))
-            for e in extractors]

@@ -1,7 +1,7 @@
 """End-to-end training by K-fold: seed 004's frozen multi-backbone model, and fine-tuning.
 
 - method=frozen: every backbone of the preset, frozen, their pooled outputs concatenated,
-  Dropout + Dense sigmoid on top, trained end to end (what seed 004 did; each epoch pays
+  Dropout + the task's output layer on top (kit/models/outputs.py), trained end to end (what seed 004 did; each epoch pays
   for every backbone's forward pass, which is why `features` exists).
 - method=finetune: one model per backbone; a warm-up with the backbone frozen, then the
   top `unfreeze` fraction of its layers trained at `finetune_lr`, with augmentation.
@@ -10,13 +10,15 @@ Each fold keeps its model and early-stopping state after every epoch (see PhaseC
 so a killed run resumes from its last finished epoch and ends as an uninterrupted run
 does; a fold with predictions.npz is finished and skipped. A fold folder's identity.json
 says what shaped its work (kit/run/resume.py): work shaped otherwise is set aside, not reused.
-Out-of-fold and test predictions average the config's test-time views (`views`).
+Out-of-fold and test predictions average the config's test-time views (`views`); folds keep each of
+the task's groups in one fold, and augmentation mirrors only where the task allows it (`flip`).
 Folds run fold by fold across the models, under `time_budget_s` when one is set
 (kit/run/time_budget.py); training reads its images from kit/data/train_input.py's pixel cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -24,25 +26,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import faults, fileio, score
+from kit import faults, fileio
 from kit.config import Config
 from kit.data import dataset, train_input
 from kit.data.generators import Augment, ImageBatches, predicted, view_of
 from kit.errors import KitError
-from kit.fetch import read_index
-from kit.models import backbones, heads, inference
+from kit.fetch import read_index, read_task
+from kit.models import backbones, heads, inference, outputs
 from kit.plots import redraw_curves_callback
-from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run
+from kit.predict.finish import finish_run, guess_unreadable
 from kit.run import accel, resume, seeding, time_budget
 from kit.run.rundir import CURVES, PHASES, fold_dir, phase_history, run_dir, start_run
 from kit.run.stages import Stages
+from kit.task import metrics
 from kit.tfquiet import import_keras, keras_verbosity
 
 WARMUP, FINETUNE = PHASES
 
 
-def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
-    """Inputs (one per extractor) -> backbones -> concatenated pooled features -> Dropout -> sigmoid."""
+def build_model(extractors, config: Config, n_classes: int, trainable_fraction: float = 0.0):
+    """Inputs (one per extractor) -> backbones -> concatenated pooled features -> Dropout -> the task's top."""
     keras = import_keras()
     inputs, pooled = [], []
     for i, ex in enumerate(extractors):
@@ -55,8 +58,7 @@ def build_model(extractors, config: Config, trainable_fraction: float = 0.0):
         inputs.append(inp)
     x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled)
     x = keras.layers.Dropout(config.dropout)(x)
-    out = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_dog")(x)
-    return keras.Model(inputs, out)
+    return keras.Model(inputs, outputs.top(n_classes)(x))
 
 
 def set_trainable(net, fraction: float) -> None:
@@ -82,23 +84,23 @@ def _preprocessing(extractors) -> list:
     return [functools.partial(backbones.preprocess, ex.backbone) for ex in extractors]
 
 
-def predict_tta(model, extractors, frame, config: Config) -> tuple[np.ndarray, np.ndarray]:
+def predict_tta(model, extractors, frame, config: Config, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean of the predictions on the config's test-time views; ok[i] False where the file was unusable."""
     views = extractors[0].views
     predict = inference.predictor(model)
 
     def mean_of_views(inputs):
-        mean = np.zeros(len(inputs[0]))
+        mean = outputs.empty(len(inputs[0]), n_classes)
         for view in views:
             shown = [view_of(x, view) for x in inputs]
-            mean += predict(shown[0] if len(shown) == 1 else tuple(shown)).astype(np.float64).ravel() / len(views)
+            mean += outputs.probabilities(predict(shown[0] if len(shown) == 1 else tuple(shown)), n_classes) / len(views)
         return mean
 
-    total = np.zeros(len(frame))
+    total = outputs.empty(len(frame), n_classes)
     ok = np.zeros(len(frame), bool)
     for kept, mean in predicted(_batches(extractors, frame, config), mean_of_views):
         total[kept], ok[kept] = mean, True
-    return np.where(ok, total, UNREADABLE_TEST_PROB), ok
+    return guess_unreadable(total, ok), ok
 
 
 def state_path(folder: Path, phase: str) -> Path:
@@ -192,7 +194,7 @@ def reseed_dropout_callback(seed: int, key: tuple):
 
 
 def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate: float,
-              config: Config, log=print, guard=None, first_epoch: int = 0):
+              config: Config, n_classes: int, log=print, guard=None, first_epoch: int = 0):
     """Train one phase with early stopping, resuming from its last finished epoch if any.
 
     `data(start_epoch, epochs)` gives model.fit's data arguments for those epochs; `guard`
@@ -214,7 +216,7 @@ def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate:
             log(f"finetune: resuming {folder.parent.name} {folder.name} {phase} at epoch {start + 1}")
     else:
         # Weighted: the input's padding rows (kit/data/train_input.py) weigh 0 in accuracy as in the loss.
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=outputs.loss(n_classes),
                       weighted_metrics=["accuracy"])
     if unfinished:
         stopping = checkpoint.stopping(config.patience)
@@ -234,8 +236,9 @@ def fit_phase(model, folder: Path, phase: str, data, epochs: int, learning_rate:
     return model
 
 
-def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict, log=print,
-               budget: time_budget.Budget | None = None, source: train_input.TrainInput | None = None):
+def train_fold(name, extractors, config: Config, fold: int, train_part, val_part, test, identity: dict,
+               n_classes: int, log=print, budget: time_budget.Budget | None = None,
+               source: train_input.TrainInput | None = None):
     """One fold of one model: (held-out predictions, test predictions, test readable), reused when finished.
 
     Work saved under another identity (config, data, weights) is set aside. `source` holds the training
@@ -257,27 +260,27 @@ def train_fold(name, extractors, config: Config, fold: int, train_part, val_part
 
     seeding.seed_work(config.seed, name, fold)   # the same initial weights whether earlier folds ran here or not
     with accel.strategy().scope():
-        model = build_model(extractors, config, trainable_fraction=0.0)
+        model = build_model(extractors, config, n_classes, trainable_fraction=0.0)
 
         def data(start: int, epochs: int) -> dict:
             return source.fit_args(train_part.index, val_part.index, config.batch_size, start, epochs)
 
         model = fit_phase(model, folder, WARMUP, data, config.warmup_epochs if config.method == "finetune"
-                          else config.epochs, config.learning_rate, config, log,
+                          else config.epochs, config.learning_rate, config, n_classes, log,
                           guard=time_budget.epoch_guard(budget, name, WARMUP, tail, log))
         if config.method == "finetune" and config.unfreeze > 0:
             if budget.may_start_epoch(name, FINETUNE, tail()) or state_path(folder, FINETUNE).exists():
                 keras = import_keras()
                 for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                     set_trainable(net, config.unfreeze)
-                model = fit_phase(model, folder, FINETUNE, data, config.epochs, config.finetune_lr, config, log,
+                model = fit_phase(model, folder, FINETUNE, data, config.epochs, config.finetune_lr, config, n_classes, log,
                                   guard=time_budget.epoch_guard(budget, name, FINETUNE, tail, log),
                                   first_epoch=config.warmup_epochs)
             else:
                 log(budget.refused[-1] + f"; {name} fold {fold + 1} keeps its warm-up model")
     predicting = time.monotonic()
-    val_pred, _ = predict_tta(model, extractors, val_part, config)
-    test_pred, test_ok = predict_tta(model, extractors, test, config)
+    val_pred, _ = predict_tta(model, extractors, val_part, config, n_classes)
+    test_pred, test_ok = predict_tta(model, extractors, test, config, n_classes)
     budget.record_tail(name, time.monotonic() - predicting)
     if fresh:   # a fold resumed halfway would understate what a whole fold costs
         budget.record_fold(name, time.monotonic() - started)
@@ -303,6 +306,7 @@ def _train_folds(config: Config, policy: str, log) -> dict:
     usable = _usable(train, config, log)
     train = train[usable].reset_index(drop=True)
     y = train["label"].to_numpy()
+    n_classes = read_task(config.data_dir).n_classes
     stages.done("index")
 
     extractors = config.extractors()
@@ -318,15 +322,15 @@ def _train_folds(config: Config, policy: str, log) -> dict:
     finished = {name: [] for name, _ in groups}   # name -> [(val rows, val predictions, test predictions)]
     seconds = {name: 0.0 for name, _ in groups}
     test_ok, started = np.ones(len(test), bool), time.time()
-    for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed)):
+    for fold, (tr, va) in enumerate(heads.folds(y, config.folds, config.seed, dataset.fold_groups(train))):
         if not budget.may_start_round(list(finished), first_of_run=not any(finished.values())):
             log(budget.refused[-1])
             break
         for name, group in groups:
             fold_started = time.time()
             val_pred, fold_test, ok = train_fold(name, group, config, fold, train.iloc[tr], train.iloc[va], test,
-                                                 resume.fold_identity(identity, group, fold), log, budget,
-                                                 sources[name])
+                                                 resume.fold_identity(identity, group, fold), n_classes, log,
+                                                 budget, sources[name])
             finished[name].append((va, val_pred, fold_test))
             seconds[name] += time.time() - fold_started
             test_ok &= ok
@@ -355,8 +359,15 @@ def _train_source(train: pd.DataFrame, group, config: Config, replicas: int, log
         raise KitError(f"{len(cache.skips)} training images became unreadable while caching, e.g. "
                        f"{cache.skips[0].path} ({cache.skips[0].reason}): fetch again")
     return train_input.TrainInput(cache, [ex.size for ex in group], _preprocessing(group), train["label"].to_numpy(),
-                                  config.seed, Augment().scaled(config.augment_scale) if config.augment else None,
+                                  config.seed, augmentation(config),
                                   replicas)
+
+
+def augmentation(config: Config) -> Augment | None:
+    """The training augmentation, mirroring only where the task allows it (`flip`)."""
+    if not config.augment:
+        return None
+    return dataclasses.replace(Augment().scaled(config.augment_scale), flip=config.flip)
 
 
 def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
@@ -367,11 +378,11 @@ def _fold_results(finished: dict, seconds: dict, y: np.ndarray, config: Config):
     covered = np.sort(np.concatenate([va for va, _, _ in next(iter(finished.values()))]))
     results = []
     for name, folds_done in finished.items():
-        oof = np.zeros(len(y))
+        oof = np.zeros((len(y), *folds_done[0][1].shape[1:]))
         for va, val_pred, _ in folds_done:
             oof[va] = val_pred
         test_pred = np.mean([fold_test for _, _, fold_test in folds_done], axis=0)
-        results.append(heads.HeadResult(name, oof[covered], test_pred, score.log_loss(y[covered], oof[covered]),
+        results.append(heads.HeadResult(name, oof[covered], test_pred, metrics.log_loss(y[covered], oof[covered]),
                                         {"unfreeze": config.unfreeze, "epochs": config.epochs,
                                          "folds_completed": len(folds_done)}, seconds[name]))
     return covered, results

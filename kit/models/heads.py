@@ -79,34 +79,27 @@ def logreg_fold(x_train, y_train, x_val, x_test, c: float, seed: int, n_classes:
 def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout: float = 0.5,
                learning_rate: float = 1e-3, batch_size: int = 64, n_classes: int = 2):
     """Seed 004's head: Dropout + Dense sigmoid (softmax for more than two classes), on standardised features."""
-    from kit.models import inference
+    from kit.models import inference, outputs
     from kit.tfquiet import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(seed)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    binary = n_classes == 2
     # Layers made in this order (Dropout, then Dense): each draws its seed as it is made.
-    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dropout(dropout),
-                              keras.layers.Dense(1 if binary else n_classes, activation="sigmoid" if binary else "softmax",
-                                                 dtype="float32")])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy")
+    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dropout(dropout), outputs.top(n_classes)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=outputs.loss(n_classes))
     model.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    if binary:
-        predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).ravel()
-    else:
-        predict = lambda x: inference.predict(model, (x - mean) / std, batch_size=1024).astype(np.float64)
+    predict = lambda x: outputs.probabilities(inference.predict(model, (x - mean) / std, batch_size=1024), n_classes)
     return predict(x_val), predict(x_test)
 
 
 def run_kfold(name: str, fit_fold, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
               k: int, seed: int, groups=None, **params) -> HeadResult:
     started = time.time()
+    from kit.models import outputs
+
     n_classes = n_classes_of(y)
-    shape = () if n_classes == 2 else (n_classes,)
-    oof = np.zeros((len(y), *shape))
-    test = np.zeros((len(x_test), *shape))
+    oof, test = outputs.empty(len(y), n_classes), outputs.empty(len(x_test), n_classes)
     extra = {} if n_classes == 2 else {"n_classes": n_classes}
     for train_rows, val_rows in folds(y, k, seed, groups):
         val_pred, test_pred = fit_fold(x[train_rows], y[train_rows], x[val_rows], x_test, seed=seed, **params, **extra)

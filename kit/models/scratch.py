@@ -18,43 +18,46 @@ def conv_blocks_for(size: int, max_blocks: int = 4, min_out: int = 5) -> int:
     return max(blocks, 1)
 
 
-def augmentation(seed: int):
+def augmentation(seed: int, flip: bool = True):
+    """Random mirror (where the task allows it: `flip`), rotation, zoom and shift."""
     import keras
 
+    mirror = [keras.layers.RandomFlip("horizontal", seed=seed)] if flip else []
     return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
+        *mirror,
         keras.layers.RandomRotation(0.08, seed=seed),
         keras.layers.RandomZoom(0.15, seed=seed),
         keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
     ], name="augment")
 
 
-def baseline_cnn(config):
-    """Seed 003's network (conv 32-64-128-128, dense 512, sigmoid), scaled to the input size."""
+def baseline_cnn(config, n_classes: int = 2):
+    """Seed 003's network (conv 32-64-128-128, dense 512, the task's top), scaled to the input size."""
     import keras
     from keras import layers
+
+    from kit.models import outputs
 
     inputs = keras.Input((config.image_size, config.image_size, 3), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     if config.augment:
-        x = augmentation(config.seed)(x)
+        x = augmentation(config.seed, config.flip)(x)
     for block in range(conv_blocks_for(config.image_size)):
         x = layers.Conv2D(config.width * min(2 ** block, 4), 3, activation="relu", name=f"conv{block + 1}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(config.dropout)(x)
     x = layers.Dense(config.dense, activation="relu")(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_dog")(x)
-    model = keras.Model(inputs, outputs, name="baseline_cnn")
+    model = keras.Model(inputs, outputs.top(n_classes)(x), name="baseline_cnn")
     model.compile(optimizer=keras.optimizers.RMSprop(config.learning_rate),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+                  loss=outputs.loss(n_classes), metrics=["accuracy"])
     return model
 
 
 MODELS = {"baseline-cnn": baseline_cnn}
 
 
-def build(config):
+def build(config, n_classes: int = 2):
     if config.model not in MODELS:
         raise KitError(f"unknown model {config.model!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return MODELS[config.model](config)
+    return MODELS[config.model](config, n_classes)

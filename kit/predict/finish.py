@@ -31,7 +31,15 @@ from kit.run import resume
 from kit.run.rundir import BLEND, HELD_OUT, METRICS, TEST_PREDICTIONS, prediction_columns, run_dir
 from kit.task import metrics as metric_registry
 
-UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read
+UNREADABLE_TEST_PROB = 0.5   # the least costly guess when a test picture cannot be read (1/classes for more)
+
+
+def guess_unreadable(probs, ok: np.ndarray) -> np.ndarray:
+    """The predictions, with the least costly guess where the picture could not be read (`ok` False)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 1:
+        return np.where(ok, probs, UNREADABLE_TEST_PROB)
+    return np.where(ok[:, None], probs, 1.0 / probs.shape[1])
 
 
 def finish_run(config, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.ndarray, results: list, stages,
@@ -110,10 +118,7 @@ def write_predictions(out, scored_on: str, held_out: pd.DataFrame, test: pd.Data
     """The held-out and test predictions, a column per model and the blend (per class for more than two),
     before clipping. An unreadable test picture gets the least costly guess: 0.5, or 1/classes each."""
     def columns(name, probs, ok=None):
-        probs = np.asarray(probs, dtype=np.float64)
-        if ok is not None:
-            guess = UNREADABLE_TEST_PROB if probs.ndim == 1 else 1.0 / probs.shape[1]
-            probs = np.where(ok if probs.ndim == 1 else ok[:, None], probs, guess)
+        probs = np.asarray(probs, dtype=np.float64) if ok is None else guess_unreadable(probs, ok)
         if probs.ndim == 1:
             return {name: probs}
         return dict(zip(prediction_columns(name, probs.shape[1]), probs.T))

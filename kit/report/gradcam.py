@@ -27,7 +27,7 @@ from kit.tfquiet import import_keras
 @dataclass
 class Cam:
     heat: np.ndarray      # (n, H, W) in [0, 1], the input's spatial size
-    score: np.ndarray     # (n,) the explained score (positive = dog)
+    score: np.ndarray     # (n,) the explained score (positive = class 1: dog in Dogs vs. Cats)
     layer: str
     target: str          # what the maps are computed against, in words
 
@@ -124,11 +124,11 @@ def _head(model, direction):
     """The final sigmoid Dense to undo, if the model has one and no direction overrides it."""
     keras = import_keras()
     if direction is not None:
-        return None, "a linear direction on the model's output (positive = dog)"
+        return None, "a linear direction on the model's output (positive = class 1: dog in Dogs vs. Cats)"
     final = model.layers[-1]
     if (isinstance(final, keras.layers.Dense) and final.units == 1
             and getattr(final.activation, "__name__", "") == "sigmoid"):
-        return final, f"the logit of {final.name} before its sigmoid (positive = dog)"
+        return final, f"the logit of {final.name} before its sigmoid (positive = class 1: dog in Dogs vs. Cats)"
     return None, "the sum of the model's outputs (class-agnostic: what drives the features, not a decision)"
 
 
