@@ -299,6 +299,7 @@ class KaggleEmulator:
         competition: the one competition slug that exists; any other slug gets 404.
         username, key: the legacy API credentials accepted (HTTP Basic); anything else gets 401.
         competition_title: used in CreateSubmission's success message, as Kaggle does.
+        evaluation_metric: the competition's ``evaluationMetric`` in ListCompetitions (Kaggle's own words).
         last_modified: epoch seconds sent as the files' ``Last-Modified``.
         daily_submission_limit: reported by GetSubmissionLimits (not enforced).
         host: interface to bind; keep 127.0.0.1.
@@ -312,12 +313,14 @@ class KaggleEmulator:
         username: str = DEFAULT_USERNAME,
         key: str = DEFAULT_KEY,
         competition_title: str = DEFAULT_TITLE,
+        evaluation_metric: str = "",
         last_modified: float = DEFAULT_LAST_MODIFIED,
         daily_submission_limit: int = 5,
         host: str = "127.0.0.1",
     ):
         self.competition = competition
         self.competition_title = competition_title
+        self.evaluation_metric = evaluation_metric
         self.username = username
         self.key = key
         self.daily_submission_limit = daily_submission_limit
@@ -789,6 +792,7 @@ class KaggleEmulator:
 
     def _rpc_methods(self) -> dict[tuple[str, str], Callable[[dict, str, RecordedRequest], Any]]:
         return {
+            (COMPETITION_SERVICE, "ListCompetitions"): self._rpc_list_competitions,
             (COMPETITION_SERVICE, "DownloadDataFiles"): self._rpc_download_data_files,
             (COMPETITION_SERVICE, "DownloadDataFile"): self._rpc_download_data_file,
             (COMPETITION_SERVICE, "StartSubmissionUpload"): self._rpc_start_submission_upload,
@@ -818,6 +822,14 @@ class KaggleEmulator:
     def _signed_url(self, base: str, *segments: str) -> str:
         path = "/".join(urllib.parse.quote(s, safe="") for s in segments)
         return f"{base}/{path}?sig={self._signature}"
+
+    def _rpc_list_competitions(self, request: dict, base: str, record: RecordedRequest) -> dict:
+        # Kaggle's search matches words of titles and slugs; the one competition here matches its own slug.
+        search = (request.get("search") or "").strip()
+        if search and search not in self.competition:
+            return {"competitions": []}
+        return {"competitions": [{"id": 1, "ref": f"https://www.kaggle.com/competitions/{self.competition}",
+                                  "title": self.competition_title, "evaluationMetric": self.evaluation_metric}]}
 
     def _rpc_download_data_files(self, request: dict, base: str, record: RecordedRequest) -> _Redirect:
         self._check_competition(request, record)

@@ -214,6 +214,39 @@ def test_make_fetch_of_a_second_competition_downloads_it_beside_redux(tmp_path, 
     assert [p.name for p in redux.iterdir()] == ["fetch.json"] and (redux / "fetch.json").read_text() == "{}"
 
 
+NEW_SLUG = "leaf-photos-2026"   # no competition the kit's registry knows: its metric comes from Kaggle
+
+
+@pytest.mark.parametrize("kaggle_name, metric", [("Categorization Accuracy", "accuracy"),
+                                                 ("Micro-averaged F1-Score", "f1_micro")])
+def test_fetch_of_an_unknown_competition_reads_its_metric_from_kaggle(kaggle_name, metric, tmp_path, work, seen):
+    """The registry knows a few competitions; for any other, Kaggle's own name for the metric
+    (ApiCompetition.evaluation_metric) chooses the registry's entry, with nothing to set."""
+    files = synthetic_layouts.make(tmp_path / "leaf", "plant-seedlings-classification", n_train=12, n_test=4, seed=1)
+    with KaggleEmulator(files=files, competition=NEW_SLUG, username=USER, key=KEY,
+                        evaluation_metric=kaggle_name) as emu:
+        result = Kit(emu, tmp_path, work, seen).make("fetch", f"COMPETITION={NEW_SLUG}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert [c.json["search"] for c in emu.calls("ListCompetitions")] == [NEW_SLUG]
+    assert f"Kaggle names the metric of {NEW_SLUG} {kaggle_name!r}: scoring on {metric}" in result.stdout
+    assert fetch.read_task(work / "data" / NEW_SLUG).metric == metric
+
+
+def test_a_metric_kaggle_names_in_words_the_kit_lacks_is_one_line_naming_the_setting(tmp_path, work, seen):
+    files = synthetic_layouts.make(tmp_path / "leaf", "plant-seedlings-classification", n_train=12, n_test=4, seed=1)
+    with KaggleEmulator(files=files, competition=NEW_SLUG, username=USER, key=KEY,
+                        evaluation_metric="Mean Average Precision @ 5") as emu:
+        kit = Kit(emu, tmp_path, work, seen)
+        line = one_error_line(kit("fetch", "--set", f"competition={NEW_SLUG}"))
+        assert line.startswith(f"error: competition {NEW_SLUG!r} is not one the kit knows and Kaggle names its "
+                               "metric 'Mean Average Precision @ 5': set metric (one of: log_loss,")
+        assert not (work / "data" / NEW_SLUG / "fetch.json").exists()
+        chosen = kit.make("fetch", f"COMPETITION={NEW_SLUG}", "SET=metric=accuracy")
+        assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+        assert len(emu.calls("ListCompetitions")) == 1, "a metric the user set is not asked of Kaggle"
+    assert fetch.read_task(work / "data" / NEW_SLUG).metric == "accuracy"
+
+
 def test_rules_not_accepted_is_one_line_with_the_rules_page(kit, emu, work):
     emu.inject(FAULT_RULES_NOT_ACCEPTED)
     line = one_error_line(kit("fetch"))

@@ -153,3 +153,13 @@ def test_kappa_threshold_fit_improves_kappa_and_is_deterministic():
 def test_kappa_threshold_fit_keeps_rounding_when_rounding_is_best():
     probs = np.eye(3)[[0, 1, 2, 2, 1, 0]]
     assert metrics.fit_grade_thresholds([0, 1, 2, 2, 1, 0], probs) == (0.5, 1.5)
+
+
+@pytest.mark.parametrize("kaggle_name, value_columns, name", [
+    ("Log Loss", 1, "log_loss"), ("Multi Class Log Loss", 120, "multi_log_loss"), ("LogLoss", 10, "multi_log_loss"),
+    ("Area Under Receiver Operating Characteristic Curve", 1, "roc_auc"), ("AUC", 1, "roc_auc"),
+    ("Quadratic Weighted Kappa", 1, "quadratic_kappa"), ("Categorization Accuracy", 1, "accuracy"),
+    ("MeanFScore", 1, "f1_micro"), ("Macro F1", 1, "f1_macro"), ("Mean Average Precision @ 5", 1, None),
+])
+def test_kaggle_names_of_metrics_map_to_the_registry(kaggle_name, value_columns, name):
+    assert metrics.from_kaggle(kaggle_name, value_columns) == name

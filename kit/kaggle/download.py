@@ -27,6 +27,7 @@ from pathlib import Path
 from kit import faults, fetch, fileio
 from kit.errors import KitError
 from kit.kaggle import kaggle_api
+from kit.task import known, metrics, read
 
 RECORD = "download.json"
 PARTIAL_SUFFIX = ".kaggle-partial"   # the client's resume marker beside the file
@@ -47,7 +48,23 @@ def fetch_from_kaggle(slug: str, data_dir: str | Path, force: bool = False, log=
         check_download(archive)
         unpack(archive, files, log)
         fileio.write_json(folder / RECORD, _stamp(archive))
+    overrides = dict(overrides or {})
+    if not overrides.get("metric") and known.lookup(slug) is None:
+        overrides["metric"] = metric_from_kaggle(slug, files, log)
     return fetch.fetch_from(files, data_dir, log, competition=slug, overrides=overrides)
+
+
+def metric_from_kaggle(slug: str, files: Path, log=print) -> str:
+    """The metric of a competition the kit's registry does not know, from Kaggle's own name for it."""
+    named = kaggle_api.evaluation_metric(slug)
+    _, sample = read.read_sample(files)
+    metric = metrics.from_kaggle(named, len(sample.columns) - 1) if named else None
+    if metric is None:
+        said = f"Kaggle names its metric {named!r}" if named else "Kaggle lists no metric for it"
+        raise KitError(f"competition {slug!r} is not one the kit knows and {said}: set metric "
+                       f"(one of: {', '.join(metrics.names())}), e.g. make fetch COMPETITION={slug} SET='metric=NAME'")
+    log(f"fetch: Kaggle names the metric of {slug} {named!r}: scoring on {metric} ({metrics.get(metric).description})")
+    return metric
 
 
 def is_unpacked(archive: Path, files: Path) -> bool:

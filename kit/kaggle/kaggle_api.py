@@ -207,7 +207,7 @@ def _said(chatter: io.StringIO) -> str:
     return scrub(lines[-1]) if lines else ""
 
 
-# --- the three calls the kit makes ----------------------------------------------------------
+# --- the competition calls the kit makes ----------------------------------------------------
 
 def download(slug: str, folder: Path, force: bool = False) -> Path:
     """Download every competition file as `folder/<slug>.zip`; an interrupted download resumes on the next call."""
@@ -254,6 +254,17 @@ def submission_states(slug: str, refs) -> dict[int, dict]:
             if len(batch) < SUBMISSIONS_PAGE_SIZE or wanted <= found.keys():
                 break
     return found
+
+
+def evaluation_metric(slug: str) -> str:
+    """Kaggle's name for the competition's metric (ApiCompetition.evaluation_metric); "" where it lists none."""
+    way_out = "set the metric yourself (--set metric=NAME, or SET='metric=NAME' for make)"
+    with _client(slug, f"reading the metric of {slug}", "python -m kit fetch", way_out) as (api, _):
+        listed = api.competitions_list(search=slug)
+    for competition in getattr(listed, "competitions", None) or []:
+        if str(competition.ref).rstrip("/").split("/")[-1] == slug:   # ref is the slug or the page's URL
+            return competition.evaluation_metric or ""
+    return ""
 
 
 # --- kernels ----------------------------------------------------------------------------------

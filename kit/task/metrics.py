@@ -200,3 +200,21 @@ def get(name: str) -> Metric:
         return REGISTRY[name]
     except KeyError:
         raise KitError(f"unknown metric {name!r}; choose one of: {', '.join(REGISTRY)}") from None
+
+
+# Words in Kaggle's names for its metrics (ApiCompetition.evaluation_metric, written for people and not a
+# fixed vocabulary), lower-cased with spaces, dashes and underscores taken out, and the entry each means.
+KAGGLE_WORDS = (("kappa", "quadratic_kappa"), ("auc", "roc_auc"), ("areaunder", "roc_auc"),
+                ("macrof1", "f1_macro"), ("f1macro", "f1_macro"), ("f1", "f1_micro"), ("fscore", "f1_micro"),
+                ("accuracy", "accuracy"), ("logloss", "log_loss"), ("logarithmicloss", "log_loss"),
+                ("crossentropy", "log_loss"), ("multiclassloss", "log_loss"))
+
+
+def from_kaggle(kaggle_name: str, value_columns: int) -> str | None:
+    """The registry's name for the metric Kaggle calls `kaggle_name`, or None when none matches. A log
+    loss is multi-class where the sample has a probability column per class (`value_columns` > 1)."""
+    words = "".join(ch for ch in kaggle_name.lower() if ch.isalnum())
+    for word, name in KAGGLE_WORDS:
+        if word in words:
+            return "multi_log_loss" if name == "log_loss" and value_columns > 1 else name
+    return None
