@@ -81,9 +81,11 @@ def kit(*args: str) -> tuple[float, str]:
     return time.time() - started, result.stdout
 
 
-def run_layout(slug: str, folder, answers, cache: str) -> dict:
-    where = BENCH / "work" / slug
-    common = ["--preset", "cpu", "--set", f"competition={slug}", "--set", f"data_dir={where / 'data'}",
+def run_layout(slug: str, folder, answers, cache: str, where=None, settings=()) -> dict:
+    """fetch -> train -> predict -> score with the cpu preset in `where` (default under BENCH), timed;
+    `settings` are --set arguments for what the competition's files cannot say."""
+    where = where or BENCH / "work" / slug
+    common = ["--preset", "cpu", *settings, "--set", f"competition={slug}", "--set", f"data_dir={where / 'data'}",
               "--set", f"cache_dir={cache}", "--set", f"runs_dir={where / 'runs'}",
               "--set", f"submissions_dir={where / 'submissions'}"]
     times = {}
@@ -91,10 +93,20 @@ def run_layout(slug: str, folder, answers, cache: str) -> dict:
     times["train"], _ = kit("train", *common)
     times["predict"], _ = kit("predict", *common)
     _, scored = kit("score", str(where / "submissions" / "cpu.csv"), "--labels", str(answers),
-                    "--task", str(folder), "--competition", slug)
+                    "--task", str(where / "data" / "task.json"))
     metrics = json.loads((where / "runs" / "cpu" / "metrics.json").read_text())
     return {"slug": slug, "times": times, "metric": metrics.get("metric"), "oof": metrics.get("oof_score"),
-            "held_out": scored.strip(), "n_train": metrics.get("n_train")}
+            "held_out": scored.strip().splitlines()[-1], "n_train": metrics.get("n_train")}
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n## {title}")
+    print("layout | metric | OOF (training images) | held out | fetch s | train s | predict s")
+    print("--- | --- | --- | --- | --- | --- | ---")
+    for r in rows:
+        t = r["times"]
+        print(f"{r['slug']} | {r['metric']} | {r['oof']:.5f} ({r['n_train']}) | {r['held_out']} | {t['fetch']:.0f} | "
+              f"{t['train']:.0f} | {t['predict']:.0f}")
 
 
 def main() -> None:
@@ -108,13 +120,8 @@ def main() -> None:
     cache = args.cache or str(BENCH / "cache")
     rows = [run_layout("aerial-cactus-identification", *write_cactus(BENCH, photos), cache),
             run_layout("plant-seedlings-classification", *write_seedlings(BENCH, photos), cache)]
-    print(f"\n## the cpu preset on the shared photos in other layouts ({'warm cache ' + cache if args.cache else 'fresh cache'})")
-    print("layout | metric | OOF (training photos) | held out | fetch s | train s | predict s")
-    print("--- | --- | --- | --- | --- | --- | ---")
-    for r in rows:
-        t = r["times"]
-        print(f"{r['slug']} | {r['metric']} | {r['oof']} ({r['n_train']}) | {r['held_out']} | {t['fetch']:.0f} | "
-              f"{t['train']:.0f} | {t['predict']:.0f}")
+    print_table(f"the cpu preset on the shared photos in other layouts "
+                f"({'warm cache ' + cache if args.cache else 'fresh cache'})", rows)
 
 
 if __name__ == "__main__":

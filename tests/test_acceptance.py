@@ -25,7 +25,8 @@ import pytest
 from conftest import REPO
 from kaggle_emulator import KaggleEmulator
 from kit import COMPETITION, fileio, score
-from kit.data import synthetic
+from kit.data import synthetic, synthetic_layouts
+from kit.task import layout, spec
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,11 +77,11 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def play_kernel(script_text: str, competition: Path, where: Path) -> Path:
+def play_kernel(script_text: str, competition: Path, where: Path, slug: str = COMPETITION) -> Path:
     """Kaggle's runner, stood in for: the pushed script, isolated, competition files in /kaggle/input/<slug>."""
     root = where / "kaggle"
     (root / "input").mkdir(parents=True)
-    (root / "input" / COMPETITION).symlink_to(competition, target_is_directory=True)
+    (root / "input" / slug).symlink_to(competition, target_is_directory=True)
     for name in ("cwd", "tmp", "home"):
         (where / name).mkdir()
     script = where / "kernel.py"
@@ -178,3 +179,43 @@ def test_the_readme_flow_from_download_to_kernel_submission(competition, tmp_pat
         for path in (Path(folder) / name for name in files):
             if not path.is_symlink() and path.stat().st_mtime >= copied and path.name != "kaggle.json":
                 assert KEY.encode() not in path.read_bytes(), f"the API key in {path}"
+
+
+def test_another_competition_by_its_slug_alone(tmp_path):
+    """Issue 21's promise as typed: `COMPETITION=slug` on each command and nothing else to set. Plant
+    Seedlings is the layout least like Redux's: labels from class folders, a zipped sample, the class name
+    as the submitted value, micro F1. Its kernel is built for it and runs on its /kaggle/input folder."""
+    slug = "plant-seedlings-classification"
+    competition = synthetic_layouts.make(tmp_path / "source", slug, n_train=40, n_test=8, seed=3)
+    labels = tmp_path / "source" / synthetic_layouts.TEST_LABELS
+    repo = fresh_copy(tmp_path / "repo")
+    with KaggleEmulator(files=competition, competition=slug, username=USER, key=KEY) as emu:
+        user = User(emu, tmp_path / "home", repo)
+        user.make("fetch", f"COMPETITION={slug}")
+        task = spec.load(repo / "data" / slug / "task.json")
+        assert (task.metric, task.label_source, task.header) == ("f1_micro", "folders", ("file", "species"))
+
+        trained = user.make("train", f"COMPETITION={slug}")
+        assert f"report: reports/{slug}/cpu/index.html" in trained.stdout
+        assert fileio.read_json(repo / "runs" / slug / "cpu" / "metrics.json")["metric"] == "f1_micro"
+        user.make("predict", f"COMPETITION={slug}")
+        submission = repo / "submissions" / slug / "cpu.csv"
+        checked = layout.check_file(submission, task, layout.read_sample(repo / "data" / slug, task))
+        assert len(checked) == 8 and set(checked["species"]) <= set(task.classes)
+        scored = user.make("score", f"COMPETITION={slug}", f"LABELS={labels}")
+        assert "f1_micro " in scored.stdout and "(higher is better)" in scored.stdout
+
+        user.make("submit", f"COMPETITION={slug}", "MSG=seedlings")
+        assert [s.content for s in emu.submissions] == [submission.read_bytes()]
+        ledger = pd.read_csv(repo / "submissions" / slug / "ledger.csv")
+        assert ledger["file"].tolist() == [f"submissions/{slug}/cpu.csv"]
+        assert not (repo / "submissions" / "cpu.csv").exists() and not (repo / "runs" / "cpu").exists(), \
+            "Redux's files are not another competition's"
+
+        user.make("kernels", f"COMPETITION={slug}")
+        pushed = user.make("kernel-push", "KERNEL=cpu", f"COMPETITION={slug}")
+        ref = f"{USER}/dvc-kit-{slug}-cpu"
+        assert f"pushed {ref} (version 1)" in pushed.stdout
+        assert emu.kernel(ref).pushes[-1].request["competitionDataSources"] == [slug]
+        working = play_kernel(emu.kernel(ref).pushes[-1].text, competition, tmp_path / "kaggle-run", slug)
+        layout.check_file(working / "submission.csv", task, layout.read_sample(repo / "data" / slug, task))

@@ -1,7 +1,8 @@
 """What a competition's files cannot say about it: its metric, and the column that groups its images
 for folds. One entry per competition the kit has been told about (from each one's data and
-evaluation pages); any other competition needs `metric` set, and `group_column` where folds must
-be grouped.
+evaluation pages). Any other competition takes its metric from Kaggle's name for it when it is
+downloaded (kit/kaggle/download.py, metrics.from_kaggle), or from `metric` when set or fetched
+from a folder, and needs `group_column` where folds must be grouped.
 """
 
 from __future__ import annotations
