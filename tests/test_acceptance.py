@@ -209,6 +209,8 @@ def test_another_competition_by_its_slug_alone(tmp_path):
         assert [s.content for s in emu.submissions] == [submission.read_bytes()]
         ledger = pd.read_csv(repo / "submissions" / slug / "ledger.csv")
         assert ledger["file"].tolist() == [f"submissions/{slug}/cpu.csv"]
+        local = fileio.read_json(submission.with_suffix(".json"))["local_score"]
+        assert ledger["metric"].tolist() == ["f1_micro"] and ledger["local_score"].iloc[0] == pytest.approx(local, abs=1e-6)
         assert not (repo / "submissions" / "cpu.csv").exists() and not (repo / "runs" / "cpu").exists(), \
             "Redux's files are not another competition's"
 

@@ -401,6 +401,7 @@ def test_submit_uploads_and_records_every_ledger_column(kit, emu, work, source):
         "sha256": fileio.file_digest(path), "local_log_loss": "0.123457",
         "clip_low": "0.005", "clip_high": "0.995", "config": '{"epochs":3,"run":"baseline"}',
         "message": "first, with a comma", "ref": str(stored.ref), "status": "PENDING", "public_score": "",
+        "metric": "log_loss", "local_score": "0.123457",
     }
 
 

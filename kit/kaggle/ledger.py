@@ -6,6 +6,8 @@ counts against nothing and has no score to come, so it leaves no row. `competiti
 slug the file went to, so one ledger can serve several competitions. `created` is when
 the submission was made. `config` is the producing run's config as compact JSON holding
 only the values that differ from the defaults (the sidecar beside the file has all of it).
+`metric` and `local_score` are the competition's metric and the file's local score on it (for
+Dogs vs. Cats Redux, log loss again); rows written before those columns read them as empty.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from kit import fileio
 
 NAME = "ledger.csv"
 COLUMNS = ("file", "competition", "sha256", "created", "local_log_loss", "clip_low", "clip_high", "config", "message",
-           "ref", "status", "public_score")
+           "ref", "status", "public_score", "metric", "local_score")
 FINAL = ("COMPLETE", "ERROR")   # Kaggle statuses that do not change any more
 
 
@@ -69,11 +71,11 @@ def compact_config(config: dict | None, defaults: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """An aligned table, newest last: local against public score and their difference."""
+    """An aligned table, newest last: local against public score (on the competition's metric) and their difference."""
     header = ("ref", "created", "file", "local", "public", "public-local", "status", "message")
     lines = [header]
     for row in rows:
-        local, public = _number(row["local_log_loss"]), _number(row["public_score"])
+        local, public = _number(row["local_score"] or row["local_log_loss"]), _number(row["public_score"])
         diff = f"{public - local:+.5f}" if local is not None and public is not None else ""
         lines.append((row["ref"], row["created"][:16].replace("T", " "), row["file"],
                       _fixed(local), _fixed(public), diff, row["status"], " ".join(row["message"].split())))

@@ -86,7 +86,7 @@ def ledger_row(path: Path, message: str, ref: int, sidecar: dict, competition: s
         "competition": competition,
         "sha256": fileio.file_digest(path),
         "created": provenance.now(),
-        "local_log_loss": "" if local is None else f"{local:.6f}",
+        "local_log_loss": _score_text(local),
         "clip_low": str(clip[0]),
         "clip_high": str(clip[1]),
         "config": ledger.compact_config(sidecar.get("config"), Config().to_dict()),
@@ -94,7 +94,13 @@ def ledger_row(path: Path, message: str, ref: int, sidecar: dict, competition: s
         "ref": str(ref),
         "status": "PENDING",
         "public_score": "",
+        "metric": sidecar.get("metric") or ("log_loss" if local is not None else ""),
+        "local_score": _score_text(sidecar.get("local_score", local)),
     }
+
+
+def _score_text(value) -> str:
+    return "" if value is None else f"{float(value):.6f}"
 
 
 def show(config: Config, log=print) -> list[dict]:
