@@ -142,7 +142,7 @@ def test_finetune_predictions_average_the_config_s_views(fetched):
     probs = {}
     for views in ("orig,flip", "orig"):
         extractors = config.Config(**{**cfg.to_dict(), "views": views}).extractors()
-        probs[views], ok = finetune.predict_tta(model, extractors, frame, cfg)
+        probs[views], ok = finetune.predict_tta(model, extractors, frame, cfg, 2)
         assert ok.all()
     assert np.allclose(probs["orig,flip"], 0.5, atol=1e-6)
     assert np.abs(probs["orig"] - 0.5).max() > 1e-3

@@ -19,7 +19,7 @@ from kit.config import Config
 from kit.data import dataset, images
 from kit.fetch import read_index, read_task
 from kit.models import heads, inference, outputs, scratch
-from kit.predict.finish import finish_run, guess_unreadable
+from kit.predict.finish import UNREADABLE_TEST_PROB, finish_run, guess_unreadable
 from kit.run.rundir import CURVES, HISTORY, MODEL, SKIPPED, start_run, write_skips
 from kit.run.stages import Stages
 from kit.task import metrics
@@ -78,7 +78,8 @@ def _predict_test(model, test: pd.DataFrame, config: Config, n_classes: int, out
         probs[ok] = outputs.probabilities(inference.predict(model, x, config.batch_size), n_classes)
     probs = guess_unreadable(probs, ok)
     if skips:
-        log(images.summarize_skips(skips, "test") + "; they get the least costly guess")
+        guess = f"{UNREADABLE_TEST_PROB}" if n_classes == 2 else f"1/{n_classes} for each class"
+        log(images.summarize_skips(skips, "test") + f"; predicted {guess} for them")
         write_skips(out / SKIPPED, skipped + skips)
     return probs, ok
 
