@@ -101,3 +101,28 @@ def test_flip_false_takes_the_mirror_out_of_training_augmentation():
     assert finetune.augmentation(config.Config(augment=False)) is None
     names = lambda flip: [type(layer).__name__ for layer in scratch.augmentation(0, flip).layers]
     assert "RandomFlip" in names(True) and "RandomFlip" not in names(False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slug, metric", [("plant-seedlings-classification", "f1_micro"),
+                                          ("aerial-cactus-identification", "roc_auc")])
+def test_blend_of_two_runs_is_a_submission_in_the_sample_layout(slug, metric, tmp_path):
+    made = run_kit("synth", tmp_path / "source", "--layout", slug, "--train", "40", "--test", "10", "--seed", "4")
+    assert made.returncode == 0, made.stderr
+    common = ["--set", f"competition={slug}", *[arg for key in ("data_dir", "runs_dir", "submissions_dir", "cache_dir")
+                                                for arg in ("--set", f"{key}={tmp_path / key}")]]
+    assert run_kit("fetch", "--from", tmp_path / "source" / "competition", *common).returncode == 0
+    for run, heads in (("a", "logreg"), ("b", "dense")):
+        trained = run_kit("train", "--preset", "cpu", "--set", f"run={run}", "--set", f"heads={heads}",
+                          "--set", "backbones=tiny@32", "--set", "weights=none", "--set", "folds=2", *common)
+        assert trained.returncode == 0, trained.stderr[-2000:]
+    blended = run_kit("blend", tmp_path / "runs_dir" / "a", tmp_path / "runs_dir" / "b", "--name", "ab", *common)
+    assert blended.returncode == 0, blended.stderr[-2000:]
+
+    task = spec.load(tmp_path / "data_dir" / "task.json")
+    path = tmp_path / "submissions_dir" / "ab.csv"
+    checked = layout.check_file(path, task, layout.read_sample(tmp_path / "data_dir", task))
+    assert len(checked) == 10 and list(pd.read_csv(path).columns) == list(task.header)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["metric"] == metric and set(sidecar["blend"]["weights"]) == {"a:logreg", "b:dense"}
+    assert sidecar["clip"] is None, f"{metric} is not clipped"

@@ -3,9 +3,12 @@
 Each DIR is a downloaded kernel output (submissions/<kernel>/) or a finished local run
 (runs/<run>/) holding oof.csv and test_predictions.csv. Every model column of every DIR
 is one input of the blend, named DIR:model, and the weights and the clip are fitted on
-the out-of-fold predictions exactly as within one run. That is only sound when every DIR
+the out-of-fold predictions exactly as within one run, on the competition's metric, and the
+submission takes its sample's layout as `predict` writes it. That is only sound when every DIR
 predicted the same training images out of fold, so rows are aligned by id and DIRs that
-cover different images are refused rather than silently intersected.
+cover different images (or a different number of classes) are refused rather than silently
+intersected. The task is the fetched competition's, else the one a kernel output keeps beside its
+predictions; outputs of Dogs vs. Cats Redux from before the kit saved a task are read as Redux.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit import fileio, score
+from kit import fetch, fileio, score
 from kit.config import Config
 from kit.errors import KitError
 from kit.kaggle_env import DONE_NAME
 from kit.predict import blend
-from kit.run.rundir import BLEND, CLASS_SEPARATOR, CONFIG, METRICS, OOF, model_columns
+from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns, read_probabilities
 from kit.run.rundir import TEST_PREDICTIONS as TEST
 from kit.score import SAMPLE
+from kit.task import layout, metrics as metric_registry, spec
+from kit.task.spec import Task
 
 
 @dataclasses.dataclass
@@ -33,35 +38,58 @@ class Aligned:
     names: list[str]
     ids: np.ndarray
     labels: np.ndarray
-    oof: np.ndarray          # [n_train, n_models]
+    oof: np.ndarray          # [n_train, n_models], or [n_train, n_models, classes] for more than two
     test_ids: np.ndarray
-    test: np.ndarray         # [n_test, n_models]
+    test: np.ndarray         # [n_test, n_models(, classes)]
 
 
 def blend_dirs(dirs, config: Config, name: str = "blend", log=print) -> Path:
     """Blend the DIRs' models on OOF, choose the clip, write submissions/<name>.csv and its sidecar."""
-    from kit.predict.submission import LocalScore, Submission, submission_path, write_submission
+    from kit.predict.submission import (LocalScore, Submission, is_redux_layout, submission_path, write_submission,
+                                        write_task_submission)
 
     folders = [Path(d) for d in dirs]
-    aligned = align({label: read_predictions(folder) for label, folder in labelled(folders).items()})
-    fitted = blend.fit(aligned.oof, aligned.labels, aligned.test)
+    task, task_dir = input_task(config, folders)
+    redux = task is None or is_redux_layout(task)
+    # Another task's ids are text ("007" is not 7); Redux's numbered test ids are read as numbers, as always.
+    aligned = align({label: read_predictions(folder, None if redux else str)
+                     for label, folder in labelled(folders).items()})
+    fitted = blend.fit(aligned.oof, aligned.labels, aligned.test, task.metric if task else "log_loss")
     clip = blend.clip_bounds(config, fitted.chosen)
-    losses = {n: score.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
+    losses = {n: metric_registry.log_loss(aligned.labels, aligned.oof[:, i]) for i, n in enumerate(aligned.names)}
     for model, loss in losses.items():
         log(f"blend: {model}: OOF log loss {loss:.4f}, weight {fitted.weights[aligned.names.index(model)]:.3f}")
     # The sidecar's provenance is the inputs', not this command's config (which trained nothing).
     sidecar = {"config": None, "blend": {
         "inputs": {label: describe_input(folder) for label, folder in labelled(folders).items()},
         "weights": {n: float(w) for n, w in zip(aligned.names, fitted.weights)},
-        "clip": list(clip), "clip_mode": config.clip_mode,
+        "clip": None if clip is None else list(clip), "clip_mode": config.clip_mode,
         "models_oof_log_loss": losses,
-        "oof_log_loss_raw": score.log_loss(aligned.labels, fitted.held_out),
+        "oof_log_loss_raw": metric_registry.log_loss(aligned.labels, fitted.held_out),
         "n_oof": int(len(aligned.ids)),
     }}
-    sample = score.read_csv(sample_path(config, folders), "sample submission")
-    submission = Submission(aligned.test_ids, fitted.test, sample["id"].to_numpy(),
-                            LocalScore("oof", aligned.labels, fitted.held_out), clip, config.clip_mode, sidecar)
-    return write_submission(submission, dataclasses.replace(config, run=name), submission_path(config, name), log)
+    local = LocalScore("oof", aligned.labels, fitted.held_out)
+    named, path = dataclasses.replace(config, run=name), submission_path(config, name)
+    if redux:
+        sample = score.read_csv(sample_path(config, folders), "sample submission")
+        submission = Submission(aligned.test_ids, fitted.test, sample["id"].to_numpy(), local, clip, config.clip_mode,
+                                sidecar)
+        return write_submission(submission, named, path, log)
+    sample = layout.read_sample(task_dir, task)
+    frame = layout.submission_frame(task, aligned.test_ids, fitted.test, clip, fitted.thresholds)
+    frame = layout.check(frame, task, sample[task.id_column], source=f"the blend of {', '.join(map(str, folders))}")
+    return write_task_submission(frame, task, local, clip, fitted.thresholds, named, path, sidecar, log)
+
+
+def input_task(config: Config, folders: list[Path]) -> tuple[Task | None, Path | None]:
+    """The task the inputs predict and the folder holding its sample: the fetched competition's, else
+    the first input that keeps one (a kernel output); None where neither does (Redux, as read before)."""
+    if fetch.is_complete(Path(config.data_dir)):
+        return fetch.read_task(config.data_dir), Path(config.data_dir)
+    for folder in folders:
+        if (folder / fetch.TASK).is_file():
+            return spec.load(folder / fetch.TASK), folder
+    return None, None
 
 
 def describe_input(folder: Path) -> dict:
@@ -76,7 +104,7 @@ def describe_input(folder: Path) -> dict:
         "kind": "kernel output" if (folder / DONE_NAME).is_file() else "run",
         "config_digest": fileio.digest(config) if config else None,
         "digest": metrics.get("digest"),
-        "oof_log_loss": score.log_loss(oof["label"], oof[BLEND]) if BLEND in oof else None,
+        "oof_log_loss": _blend_log_loss(oof),
     }
 
 
@@ -88,17 +116,24 @@ def labelled(folders: list[Path]) -> dict[str, Path]:
     return {(f.name if names.count(f.name) == 1 else str(f)): f for f in folders}
 
 
-def read_predictions(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _blend_log_loss(oof: pd.DataFrame) -> float | None:
+    try:
+        return metric_registry.log_loss(oof["label"], read_probabilities(oof, BLEND))
+    except KitError:   # written without a blend column
+        return None
+
+
+def read_predictions(folder: Path, id_dtype=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     for name in (OOF, TEST):
         if not (folder / name).is_file():
             raise KitError(f"{folder} has no {name}: give folders of kernel outputs (`make kernel-output`) or "
                            "finished runs of a features, finetune or frozen preset")
-    return _read(folder / OOF, ("id", "label")), _read(folder / TEST, ("id",))
+    return _read(folder / OOF, ("id", "label"), id_dtype), _read(folder / TEST, ("id",), id_dtype)
 
 
-def _read(path: Path, needed: tuple) -> pd.DataFrame:
+def _read(path: Path, needed: tuple, id_dtype=None) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=None if id_dtype is None else {"id": id_dtype})
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise KitError(f"{path} is not a readable CSV: {str(e).splitlines()[0]}") from None
     missing = [c for c in needed if c not in frame.columns]
@@ -113,11 +148,8 @@ def align(outputs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> Aligned:
     base_oof, base_test = outputs[first]
     names, oof_cols, test_cols = [], [], []
     for label, (oof, test) in outputs.items():
-        if any(CLASS_SEPARATOR in str(c) for c in oof.columns):
-            raise KitError(f"{label}: blending runs of more than two classes is not supported yet; "
-                           "submit each run's own blend (`python -m kit predict`)")
         models = model_columns(oof)
-        if not models or any(m not in test.columns for m in models):
+        if not models or model_columns(test) != models:
             raise KitError(f"{label}: {OOF} and {TEST} must hold the same model columns besides id, label, blend")
         oof = _by_id(oof, label, OOF, base_oof["id"], first, "training images out of fold")
         test = _by_id(test, label, TEST, base_test["id"], first, "test images")
@@ -125,8 +157,11 @@ def align(outputs: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> Aligned:
             raise KitError(f"{label} and {first} disagree on the labels of some training images: "
                            "they were trained on different data")
         names += [f"{label}:{m}" for m in models]
-        oof_cols += [oof[m].to_numpy(float) for m in models]
-        test_cols += [test[m].to_numpy(float) for m in models]
+        oof_cols += [read_probabilities(oof, m) for m in models]
+        test_cols += [read_probabilities(test, m) for m in models]
+    shapes = {column.shape[1:] for column in oof_cols + test_cols}
+    if len(shapes) > 1:
+        raise KitError("the inputs predict different numbers of classes: blend only runs of one competition")
     return Aligned(names, base_oof["id"].to_numpy(), base_oof["label"].to_numpy(int),
                    np.stack(oof_cols, axis=1), base_test["id"].to_numpy(), np.stack(test_cols, axis=1))
 
