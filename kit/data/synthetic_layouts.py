@@ -67,7 +67,7 @@ LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
            CLASS, value_column="diagnosis", labels_file="train.csv", label_column="diagnosis",
            extra={"test.csv": "ids"}),
     Layout("state-farm-distracted-driver-detection", ("c0", "c1", "c2", "c3"), ".jpg", "imgs/train", "imgs/test",
-           FOLDERS, "img", PROBABILITIES, sample_ids_keep_extension=True, id_prefix="img_", drivers=3),
+           FOLDERS, "img", PROBABILITIES, sample_ids_keep_extension=True, id_prefix="img_", drivers=6),
     Layout("cassava-leaf-disease-classification", (0, 1, 2, 3, 4), ".jpg", "train_images", "test_images", CSV,
            "image_id", CLASS, labels_file="train.csv", label_column="label", csv_ids_keep_extension=True,
            sample_ids_keep_extension=True, extra={"label_num_to_disease_map.json": "class names"}),
