@@ -169,7 +169,8 @@ clean-data: | $(STAMP) ## flag anomalous training images: reports/clean/ and DAT
 bench: | $(STAMP) ## benchmarks on ../shared/data: loading, extraction, cost shape, levers, cleaning, fine-tuning, the cpu preset's bar
 	cd bench && $(abspath $(PY)) loading.py && $(abspath $(PY)) extraction.py && $(abspath $(PY)) cost_shape.py \
 	  && $(abspath $(PY)) cpu_levers.py && $(abspath $(PY)) lite_levers.py && $(abspath $(PY)) clean_imagenet.py \
-	  && $(abspath $(PY)) cpu_finetune.py && $(abspath $(PY)) lite_finetune.py && $(abspath $(PY)) cpu_preset.py && $(abspath $(PY)) holdout.py && $(abspath $(PY)) real_layouts.py
+	  && $(abspath $(PY)) cpu_finetune.py && $(abspath $(PY)) lite_finetune.py && $(abspath $(PY)) cpu_preset.py && $(abspath $(PY)) holdout.py \
+	  && $(abspath $(PY)) real_layouts.py && $(abspath $(PY)) every_layout.py
 
 # Kaggle kernels: kernels/<name>/ is generated from the kit (`make kernels`), pushed under your username.
 KERNEL ?=
