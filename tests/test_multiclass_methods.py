@@ -103,19 +103,36 @@ def test_flip_false_takes_the_mirror_out_of_training_augmentation():
     assert "RandomFlip" in names(True) and "RandomFlip" not in names(False)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("slug, metric", [("plant-seedlings-classification", "f1_micro"),
-                                          ("aerial-cactus-identification", "roc_auc")])
-def test_blend_of_two_runs_is_a_submission_in_the_sample_layout(slug, metric, tmp_path):
+def features_runs(tmp_path, slug: str, runs) -> list:
+    """`slug`'s synthetic competition fetched, and a tiny features run per name (logreg, then dense heads);
+    the --set arguments that find them."""
     made = run_kit("synth", tmp_path / "source", "--layout", slug, "--train", "40", "--test", "10", "--seed", "4")
     assert made.returncode == 0, made.stderr
     common = ["--set", f"competition={slug}", *[arg for key in ("data_dir", "runs_dir", "submissions_dir", "cache_dir")
                                                 for arg in ("--set", f"{key}={tmp_path / key}")]]
     assert run_kit("fetch", "--from", tmp_path / "source" / "competition", *common).returncode == 0
-    for run, heads in (("a", "logreg"), ("b", "dense")):
+    for run, heads in zip(runs, ("logreg", "dense")):
         trained = run_kit("train", "--preset", "cpu", "--set", f"run={run}", "--set", f"heads={heads}",
                           "--set", "backbones=tiny@32", "--set", "weights=none", "--set", "folds=2", *common)
         assert trained.returncode == 0, trained.stderr[-2000:]
+    return common
+
+
+@pytest.mark.slow
+def test_report_of_another_binary_competition_leads_with_its_metric(tmp_path):
+    features_runs(tmp_path, "aerial-cactus-identification", ("a",))
+    made = run_kit("report", tmp_path / "runs_dir" / "a", "--reports-dir", tmp_path / "reports")
+    assert made.returncode == 0, made.stderr[-2000:]
+    page = (tmp_path / "reports" / "a" / "index.html").read_text()
+    oof = json.loads((tmp_path / "runs_dir" / "a" / "metrics.json").read_text())["oof_score"]
+    assert f"roc_auc <b>{oof:.4f}</b>" in page and "not clipped" in page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slug, metric", [("plant-seedlings-classification", "f1_micro"),
+                                          ("aerial-cactus-identification", "roc_auc")])
+def test_blend_of_two_runs_is_a_submission_in_the_sample_layout(slug, metric, tmp_path):
+    common = features_runs(tmp_path, slug, ("a", "b"))
     blended = run_kit("blend", tmp_path / "runs_dir" / "a", tmp_path / "runs_dir" / "b", "--name", "ab", *common)
     assert blended.returncode == 0, blended.stderr[-2000:]
 

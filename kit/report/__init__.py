@@ -29,6 +29,7 @@ from kit.fetch import read_index, read_task
 from kit.predict import blend
 from kit.predict.submission import submission_path
 from kit.report import classes
+from kit.task import metrics as metric_registry
 from kit.run.rundir import (BLEND, CONFIG, HELD_OUT, HISTORY, METRICS, PHASES, TEST_PREDICTIONS, finished_runs,
                             fold_dirs, model_columns, phase_history, read_metrics, read_probabilities)
 
@@ -164,8 +165,14 @@ def _build_classes(run: Run, final: Path, reports_dir: Path, log=print) -> Path:
 def _summary(run: Run) -> str:
     m, y, p = run.metrics, run.held_out["label"].to_numpy(), run.held_out["prob"].to_numpy()
     low, high = run.applied_clip
-    text = (f"method <b>{_e(run.config.method)}</b>; {run.held_out_kind} log loss "
-            f"<b>{score.log_loss(y, score.clip(p, low, high)):.4f}</b> at the submission's clip [{low:g}, {high:g}], "
+    loss = score.log_loss(y, score.clip(p, low, high))
+    entry = metric_registry.get(m.get("metric", "log_loss"))
+    if entry.clips:
+        scored = f"log loss <b>{loss:.4f}</b> at the submission's clip [{low:g}, {high:g}]"
+    else:   # another binary competition (ROC AUC, F1, ...): its metric first, the unclipped log loss beside it
+        scored = (f"{_e(entry.name)} <b>{m['oof_score']:.4f}</b> ({_e(entry.description)}, "
+                  f"{'higher' if entry.higher_is_better else 'lower'} is better; not clipped), log loss {loss:.4f}")
+    text = (f"method <b>{_e(run.config.method)}</b>; {run.held_out_kind} {scored}, "
             f"accuracy {score.accuracy(y, p):.4f}, on {len(y)} images. "
             f"Finished {_e(m.get('finished', '?'))}, commit <code>{_e(str(m.get('git_commit', '?'))[:12])}</code>.")
     return f"<p>{text}</p>"
