@@ -153,7 +153,7 @@ predict: $(SUBMISSION) $(REPORT) ## write submissions/RUN.csv, clipped and check
 report: | $(STAMP) ## (re)build reports/RUN/index.html (default: the latest finished run; LAYER=name for activations)
 	$(KIT) report $(if $(NAMED),$(RUN)) $(if $(LAYER),--layer $(LAYER)) $(REPORT_ARGS)
 
-score: $(SUBMISSION) ## log loss of the submission against LABELS=csv (columns id and label); COMPETITION=slug: its metric
+score: $(SUBMISSION) ## the submission scored against LABELS=csv (id and label columns; another COMPETITION: its own columns and metric)
 	$(KIT) score $(SUBMISSION) --labels $(LABELS) $(if $(OTHER),--task $(DATA)/task.json)
 
 submit: $(SUBMISSION) ## check and upload submissions/RUN.csv to Kaggle, add it to the ledger (MSG='...')
