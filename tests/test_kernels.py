@@ -527,6 +527,27 @@ def test_kernels_built_for_another_competition_name_it_and_rewrite_no_committed_
     assert "Dogs vs. Cats" not in script.split("KIT_ARCHIVE")[0]
 
 
+@pytest.mark.slow
+def test_the_fine_tuning_kernel_of_a_many_class_grouped_competition_runs_offline(tmp_path):
+    """gpu-modern built for State Farm (ten-class one-hot probabilities in the real one, four here; folds grouped
+    by driver): the kernel reads the task from /kaggle/input/<slug>, fine-tunes a softmax over the classes and
+    writes a submission in the sample's layout."""
+    from kit.data import synthetic_layouts
+    from kit.task import layout, spec as task_spec
+
+    slug = "state-farm-distracted-driver-detection"
+    made = synthetic_layouts.make(tmp_path / "made", slug, n_train=36, n_test=6, seed=2)
+    shutil.copytree(made, tmp_path / "input" / slug)
+    kernels.write_kernel(tmp_path / "built", kernels.find_spec("gpu-modern"), kernels.BuildOptions(competition=slug))
+    run = play(tmp_path / "built" / "gpu-modern" / "gpu-modern.py", tmp_path / "input", tmp_path / "play")
+    assert run.result.returncode == 0, (run.result.stdout + run.result.stderr)[-4000:]
+    task = task_spec.load(run.working / "task.json")
+    assert task.slug == slug and task.group_column == "subject" and len(task.classes) == 4
+    checked = layout.check_file(run.working / "submission.csv", task, layout.read_sample(made, task))
+    assert len(checked) == 6 and list(pd.read_csv(run.working / "submission.csv").columns) == list(task.header)
+    assert fileio.read_json(run.working / "metrics.json")["metric"] == "multi_log_loss"
+
+
 @pytest.mark.parametrize("name", [s.name for s in SPECS] + [pytest.param(s.name, marks=pytest.mark.slow)
                                                             for s in VARIANTS])
 def test_every_kernel_runs_offline_to_a_valid_submission(name, played):
