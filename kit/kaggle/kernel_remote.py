@@ -189,8 +189,10 @@ def publish_submission(folder: Path, path: Path, ref: str, log=print, version: i
         if sidecar.get("sha256") != fileio.file_digest(tmp):
             raise KitError(f"{folder / SUBMISSION} does not match its sidecar (sha256): download it again")
         fileio.write_json(path.with_suffix(".json"), sidecar)
-    local = sidecar.get("local_log_loss")
-    log(f"kernel-output: wrote {path}" + (f" (local OOF log loss {local:.4f})" if local is not None else "")
+    local, metric = sidecar.get("local_log_loss"), "log loss"
+    if sidecar.get("local_score") is not None:   # any other competition: its own metric
+        local, metric = sidecar["local_score"], sidecar.get("metric", "score")
+    log(f"kernel-output: wrote {path}" + (f" (local OOF {metric} {local:.4f})" if local is not None else "")
         + f"; `make kernel-submit KERNEL={folder.name}` submits it")
     return path
 
