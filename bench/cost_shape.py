@@ -47,12 +47,12 @@ def main() -> None:
         p_head, _ = heads.dense_fold(x_train, train["label"].to_numpy(), x_val, x_val[:1], epochs=args.epochs, seed=0)
 
     keras.utils.set_random_seed(0)
-    model = finetune.build_model([extractor], cfg)
+    model = finetune.build_model([extractor], cfg, 2)   # Redux: two classes
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    batches = finetune._batches([extractor], train, cfg, train=True)
+    batches = finetune._batches([extractor], train, cfg)   # decoded in order, labelled: no augmentation here
     with timed(t, "end_to_end"):
         model.fit(keras_dataset(batches), epochs=args.epochs, verbose=0)
-    p_e2e, _ = finetune.predict_tta(model, [extractor], val, cfg)
+    p_e2e, _ = finetune.predict_tta(model, [extractor], val, cfg, 2)
     # predict_tta averages the mirror too; score the head the same way for a like-for-like loss.
     y = val["label"].to_numpy()
     rows = [

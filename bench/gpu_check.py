@@ -79,7 +79,7 @@ def main() -> int:
             images = plan.steps * plan.batch_size
             input_rate = drain(source.training(rows, cfg.batch_size, 0, 1), plan.steps, plan.batch_size)
             with strategy.scope():
-                model = build_model([extractor], cfg)
+                model = build_model([extractor], cfg, 2)   # Redux: two classes
                 for net in (layer for layer in model.layers if isinstance(layer, keras.Model)):
                     set_trainable(net, cfg.unfreeze)
                 model.compile(optimizer=keras.optimizers.Adam(cfg.finetune_lr), loss="binary_crossentropy")

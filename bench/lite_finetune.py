@@ -56,7 +56,7 @@ def main() -> None:
         identity = resume.fold_identity(resume.run_identity(cfg, train, test, group), group, 0)
         source = finetune._train_source(train, group, cfg, 1, log)   # the training input train_fold feeds to fit
         val_pred, _, _ = finetune.train_fold("lite0", group, cfg, 0, train.iloc[tr], train.iloc[va], test, identity,
-                                             log=log, source=source)
+                                             2, log=log, source=source)
         seconds = time.time() - started
         fold = rundir.fold_dir(cfg, "lite0", 0)
         epochs_run = sum(len(open(fold / rundir.phase_history(p)).read().splitlines()) - 1
