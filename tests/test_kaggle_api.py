@@ -230,6 +230,11 @@ def test_fetch_of_an_unknown_competition_reads_its_metric_from_kaggle(kaggle_nam
         assert [c.json["search"] for c in emu.calls("ListCompetitions")] == [NEW_SLUG]
     assert f"Kaggle names the metric of {NEW_SLUG} {kaggle_name!r}: scoring on {metric}" in result.stdout
     assert fetch.read_task(work / "data" / NEW_SLUG).metric == metric
+    with KaggleEmulator(files=files, competition=NEW_SLUG, username=USER, key=KEY,
+                        evaluation_metric=kaggle_name) as emu:
+        again = Kit(emu, tmp_path, work, seen).make("fetch", f"COMPETITION={NEW_SLUG}")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert emu.requests == [], "a second fetch of the same download does not contact Kaggle, for the metric either"
 
 
 def test_a_metric_kaggle_names_in_words_the_kit_lacks_is_one_line_naming_the_setting(tmp_path, work, seen):

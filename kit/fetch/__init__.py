@@ -86,6 +86,12 @@ def read_task(data_dir: str | Path) -> Task:
     return read.read_task(data_dir, COMPETITION, {"train_images": "train", "test_images": "test"})
 
 
+def kept_task(folder: str | Path) -> Task | None:
+    """The task.json a run folder or a kernel's output keeps beside its predictions; None without one."""
+    path = Path(folder) / TASK
+    return spec.load(path) if path.is_file() else None
+
+
 def fingerprints(source: Path) -> dict:
     """Size and time of every top-level file and folder the competition folder holds."""
     return {p.name: _fingerprint(p) for p in sorted(source.iterdir()) if not p.name.startswith(".")}

@@ -7,6 +7,8 @@ Everything lives under <data_dir>/download/:
                       CSV, image folders, sample_submission.csv or .csv.zip),
                       unpacked through a .partial folder and handed to fetch.fetch_from
     download.json     size and mtime of the archive files/ was unpacked from, written last
+    metric.json       Kaggle's name for the metric, for a competition the kit's registry does not
+                      know: asked once per download, so a second fetch stays off the network
 
 A second fetch finds download.json matching the archive and does not contact Kaggle at
 all; --force downloads again. A partial download is never deleted (the next run resumes
@@ -30,6 +32,8 @@ from kit.kaggle import kaggle_api
 from kit.task import known, metrics, read
 
 RECORD = "download.json"
+METRIC_RECORD = "metric.json"
+FILES = "files"   # the archive's contents, under the download folder
 PARTIAL_SUFFIX = ".kaggle-partial"   # the client's resume marker beside the file
 
 
@@ -39,25 +43,32 @@ def fetch_from_kaggle(slug: str, data_dir: str | Path, force: bool = False, log=
     `overrides`), extract and index it."""
     data_dir = Path(data_dir)
     folder = data_dir / "download"
-    archive, files = folder / f"{slug}.zip", folder / "files"
+    archive, files = folder / f"{slug}.zip", folder / FILES
     if not force and is_unpacked(archive, files):
         log(f"fetch: {archive} is downloaded and checked; not contacting Kaggle (--force downloads it again)")
     else:
         (folder / RECORD).unlink(missing_ok=True)   # files/ no longer known to match the archive
+        (folder / METRIC_RECORD).unlink(missing_ok=True)
         download(slug, folder, force, log)
         check_download(archive)
         unpack(archive, files, log)
         fileio.write_json(folder / RECORD, _stamp(archive))
     overrides = dict(overrides or {})
     if not overrides.get("metric") and known.lookup(slug) is None:
-        overrides["metric"] = metric_from_kaggle(slug, files, log)
+        overrides["metric"] = metric_from_kaggle(slug, folder, log)
     return fetch.fetch_from(files, data_dir, log, competition=slug, overrides=overrides)
 
 
-def metric_from_kaggle(slug: str, files: Path, log=print) -> str:
-    """The metric of a competition the kit's registry does not know, from Kaggle's own name for it."""
-    named = kaggle_api.evaluation_metric(slug)
-    _, sample = read.read_sample(files)
+def metric_from_kaggle(slug: str, folder: Path, log=print) -> str:
+    """The metric of a competition the kit's registry does not know, from Kaggle's own name for it
+    (asked once per download; `folder` is the download's)."""
+    saved = fileio.read_json(folder / METRIC_RECORD)
+    if saved.get("slug") == slug:
+        named = saved.get("evaluation_metric", "")
+    else:
+        named = kaggle_api.evaluation_metric(slug)
+        fileio.write_json(folder / METRIC_RECORD, {"slug": slug, "evaluation_metric": named})
+    _, sample = read.read_sample(folder / FILES)
     metric = metrics.from_kaggle(named, len(sample.columns) - 1) if named else None
     if metric is None:
         said = f"Kaggle names its metric {named!r}" if named else "Kaggle lists no metric for it"

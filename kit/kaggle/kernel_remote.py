@@ -21,14 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit import COMPETITION, fileio, provenance
+from kit import COMPETITION, fetch, fileio, provenance
 from kit.config import Config
 from kit.errors import KitError
-from kit.fetch import TASK
 from kit.kaggle import kaggle_api, kernels
 from kit.kaggle_env import DONE_NAME, SIDECAR, SUBMISSION
 from kit.score import SAMPLE
-from kit.task import spec
 
 LOG_TAIL_LINES = 30
 KERNEL_OUTPUTS = "kernels"     # under submissions_dir
@@ -219,7 +217,7 @@ def submit(name: str, message: str, config: Config, force: bool = False, log=pri
     task = None
     if not (Path(config.data_dir) / SAMPLE).is_file() and (folder / SAMPLE).is_file():
         config = dataclasses.replace(config, data_dir=str(folder))
-        task = spec.load(folder / TASK) if (folder / TASK).is_file() else None   # the kernel's run wrote it
+        task = fetch.kept_task(folder)   # the kernel's run wrote it
     return submitting.submit(path, message, config, force=force, log=log, task=task)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kit.errors import KitError
+from kit.models import outputs
 from kit.task import metrics
 
 # Inverse regularisation for unit-length features: measured best at 30-100 on the real photos, and at
@@ -79,7 +80,7 @@ def logreg_fold(x_train, y_train, x_val, x_test, c: float, seed: int, n_classes:
 def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout: float = 0.5,
                learning_rate: float = 1e-3, batch_size: int = 64, n_classes: int = 2):
     """Seed 004's head: Dropout + Dense sigmoid (softmax for more than two classes), on standardised features."""
-    from kit.models import inference, outputs
+    from kit.models import inference
     from kit.tfquiet import import_keras
 
     keras = import_keras()
@@ -96,8 +97,6 @@ def dense_fold(x_train, y_train, x_val, x_test, epochs: int, seed: int, dropout:
 def run_kfold(name: str, fit_fold, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
               k: int, seed: int, groups=None, **params) -> HeadResult:
     started = time.time()
-    from kit.models import outputs
-
     n_classes = n_classes_of(y)
     oof, test = outputs.empty(len(y), n_classes), outputs.empty(len(x_test), n_classes)
     extra = {} if n_classes == 2 else {"n_classes": n_classes}

@@ -27,7 +27,7 @@ from kit.predict import blend
 from kit.run.rundir import BLEND, CONFIG, METRICS, OOF, model_columns, read_probabilities
 from kit.run.rundir import TEST_PREDICTIONS as TEST
 from kit.score import SAMPLE
-from kit.task import layout, metrics as metric_registry, spec
+from kit.task import layout, metrics as metric_registry
 from kit.task.spec import Task
 
 
@@ -87,8 +87,8 @@ def input_task(config: Config, folders: list[Path]) -> tuple[Task | None, Path |
     if fetch.is_complete(Path(config.data_dir)):
         return fetch.read_task(config.data_dir), Path(config.data_dir)
     for folder in folders:
-        if (folder / fetch.TASK).is_file():
-            return spec.load(folder / fetch.TASK), folder
+        if (task := fetch.kept_task(folder)) is not None:
+            return task, folder
     return None, None
 
 
