@@ -93,8 +93,7 @@ def finish_run(config, held_out: pd.DataFrame, test: pd.DataFrame, test_ok: np.n
             f"[{fixed[0]}, {fixed[1]}], {fitted.chosen_loss:.4f} at the chosen clip [{low}, {high:.4f}]; "
             f"accuracy {metrics['accuracy']:.4f}")
     if metric.name != "log_loss":
-        log(f"train: {where} {metric.name} {oof_score:.4f} ({metric.description}; "
-            f"{'higher' if metric.higher_is_better else 'lower'} is better)")
+        log(f"train: {where} {metric.name} {oof_score:.4f} ({metric.description}; {metric.direction})")
     log("train: blend weights " + ", ".join(f"{k} {v:.2f}" for k, v in metrics["blend_weights"].items()))
     log(f"train: run saved in {out}")
     return metrics

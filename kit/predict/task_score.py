@@ -58,5 +58,4 @@ def _result(entry: metrics.Metric, labels: np.ndarray, probs: np.ndarray) -> dic
 
 def summary(result: dict) -> str:
     """One line, e.g. `roc_auc 0.93120 (higher is better)  (200 images)`."""
-    direction = "higher" if result["higher_is_better"] else "lower"
-    return f"{result['metric']} {result['value']:.5f} ({direction} is better)  ({result['n']} images)"
+    return f"{result['metric']} {result['value']:.5f} ({metrics.get(result['metric']).direction})  ({result['n']} images)"

@@ -29,9 +29,9 @@ from kit.fetch import read_index, read_task
 from kit.predict import blend
 from kit.predict.submission import submission_path
 from kit.report import classes
-from kit.task import metrics as metric_registry
 from kit.run.rundir import (BLEND, CONFIG, HELD_OUT, HISTORY, METRICS, PHASES, TEST_PREDICTIONS, finished_runs,
                             fold_dirs, model_columns, phase_history, read_metrics, read_probabilities)
+from kit.task import metrics as metric_registry
 
 GRID = 12           # pictures per grid
 CAMS = 4            # pictures per Grad-CAM group
@@ -170,8 +170,8 @@ def _summary(run: Run) -> str:
     if entry.clips:
         scored = f"log loss <b>{loss:.4f}</b> at the submission's clip [{low:g}, {high:g}]"
     else:   # another binary competition (ROC AUC, F1, ...): its metric first, the unclipped log loss beside it
-        scored = (f"{_e(entry.name)} <b>{m['oof_score']:.4f}</b> ({_e(entry.description)}, "
-                  f"{'higher' if entry.higher_is_better else 'lower'} is better; not clipped), log loss {loss:.4f}")
+        scored = (f"{_e(entry.name)} <b>{m['oof_score']:.4f}</b> ({_e(entry.description)}, {entry.direction}; "
+                  f"not clipped), log loss {loss:.4f}")
     text = (f"method <b>{_e(run.config.method)}</b>; {run.held_out_kind} {scored}, "
             f"accuracy {score.accuracy(y, p):.4f}, on {len(y)} images. "
             f"Finished {_e(m.get('finished', '?'))}, commit <code>{_e(str(m.get('git_commit', '?'))[:12])}</code>.")

@@ -19,10 +19,9 @@ TOP_CONFUSIONS = 10
 
 def summary(metrics: dict, labels: np.ndarray, probs: np.ndarray, kind: str, method: str) -> str:
     entry = metric_registry.get(metrics.get("metric", "multi_log_loss"))
-    direction = "higher" if entry.higher_is_better else "lower"
     predicted = np.argmax(probs, axis=1)
     return (f"<p>method <b>{_e(method)}</b>; {kind} {_e(entry.name)} <b>{metrics['oof_score']:.4f}</b> "
-            f"({_e(entry.description)}, {direction} is better), log loss {metrics['log_loss_raw']:.4f} raw, "
+            f"({_e(entry.description)}, {entry.direction}), log loss {metrics['log_loss_raw']:.4f} raw, "
             f"accuracy {float(np.mean(predicted == labels)):.4f}, on {len(labels)} images in "
             f"{probs.shape[1]} classes.</p>")
 

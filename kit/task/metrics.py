@@ -38,6 +38,10 @@ class Metric:
     clips: bool = False                                   # whether clip bounds apply to its input
     description: str = ""
 
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
     def better(self, a: float, b: float) -> bool:
         """Whether score `a` beats score `b`."""
         return a > b if self.higher_is_better else a < b
